@@ -10,12 +10,17 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from haplomatch.reference import cache
 from haplomatch.reference.release import Release, open_release
+
+if TYPE_CHECKING:
+    from haplomatch.nomenclature import Nomenclature
 
 __all__ = ["Reference", "load_reference", "build_reference", "Release", "open_release"]
 
@@ -36,6 +41,13 @@ class Reference:
     def label(self) -> str:
         """Release label printed with every result, e.g. 'IPD-IMGT/HLA 3.58.0; IPD-KIR 2.13.0'."""
         return f"IPD-IMGT/HLA {self.release.imgthla}; IPD-KIR {self.release.ipdkir}"
+
+    @cached_property
+    def nomenclature(self) -> "Nomenclature":
+        """Typing names → release alleles, for this release."""
+        from haplomatch.nomenclature import Nomenclature
+
+        return Nomenclature(self.alleles, self.deleted, self.ser_ser)
 
     def two_field(self) -> pl.DataFrame:
         """One row per 2-field name (protein), facts summarised over its alleles."""

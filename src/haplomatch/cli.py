@@ -1,0 +1,130 @@
+"""The ``haplomatch`` command line: a thin click layer over the library.
+
+Exit codes: 0 success; 1 refused (bad reference data, other haplomatch errors); 2 bad input
+(unknown typing, usage error).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from haplomatch import __version__
+from haplomatch.errors import HaplomatchError, UnknownAlleleError
+
+REFERENCE_OPTION = click.option(
+    "--reference", "reference_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    envvar="HAPLOMATCH_REFERENCE",
+    help="Release folder (imgthla/ and ipdkir/ with the upstream layout). Default: the shipped 3.58.0 / 2.13.0.",
+)
+
+
+def _load(reference_dir: Path | None, rebuild: bool = False):
+    from haplomatch.reference import load_reference
+
+    try:
+        return load_reference(reference_dir, rebuild=rebuild)
+    except HaplomatchError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="haplomatch")
+def main() -> None:
+    """Choose the best donor for a patient from the family: haplotypes, NK alloreactivity, HLA compatibility."""
+
+
+@main.command("ligands")
+@click.argument("typings", nargs=-1)
+@click.option("--file", "typings_file", type=click.File("r"), help="Read typings from a file, one per line ('#' comments).")
+@click.option("--locus", help="Locus for bare field strings such as 02:01.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@REFERENCE_OPTION
+def ligands_cmd(typings: tuple[str, ...], typings_file, locus: str | None, fmt: str, reference_dir: Path | None) -> None:
+    """KIR ligands (C1/C2, Bw4-80I/80T, Bw6, C1 on HLA-B, A3/A11) and HLA-B leader of each TYPING.
+
+    \b
+    Example:
+      haplomatch ligands 'C*07:02' 'B*57:01' 'B*15' --format json
+    """
+    from haplomatch.ligands import COLUMNS, ligands
+    from haplomatch.textout import table
+
+    items = list(typings)
+    if typings_file is not None:
+        items += [ln.split("#", 1)[0].strip() for ln in typings_file if ln.split("#", 1)[0].strip()]
+    if not items:
+        raise click.UsageError("give at least one typing, e.g. haplomatch ligands 'C*07:02'")
+    ref = _load(reference_dir)
+    try:
+        df = ligands(ref, items, locus)
+    except UnknownAlleleError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(2)
+    rows = df.to_dicts()
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(table(rows, [c for c in COLUMNS if c != "release"]))
+    notes = [f"{r['input']}: {r['settle']}" for r in rows if r["settle"]]
+    notes += [f"{r['input']}: {r['warning']}" for r in rows if r["warning"]]
+    if notes:
+        click.echo("\nNotes:\n  " + "\n  ".join(notes))
+    click.echo(f"\nReference: {ref.label}. Sources: IPD-KIR ligand calculator (C1/C2, Bw4 77+80 grid); "
+               "Foley 2008 (HLA-A Bw4); Moesta 2008 (C1 on HLA-B); Petersdorf 2020 (leader -21).")
+
+
+@main.group("reference")
+def reference_grp() -> None:
+    """The IPD-IMGT/HLA and IPD-KIR release and the facts derived from it."""
+
+
+@reference_grp.command("build")
+@REFERENCE_OPTION
+def reference_build(reference_dir: Path | None) -> None:
+    """Derive the per-allele facts from the release files and (re)write the cache."""
+    t0 = time.perf_counter()
+    ref = _load(reference_dir, rebuild=True)
+    click.echo(f"built {ref.label} in {time.perf_counter() - t0:.1f} s -> {ref.cache_path}")
+
+
+@reference_grp.command("info")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@REFERENCE_OPTION
+def reference_info(fmt: str, reference_dir: Path | None) -> None:
+    """Release numbers, counts of alleles per locus, and where the cache is."""
+    import polars as pl
+
+    ref = _load(reference_dir)
+    counts = dict(ref.alleles.group_by("locus").len().sort("locus").iter_rows())
+    info = {
+        "imgthla_release": ref.release.imgthla,
+        "ipdkir_release": ref.release.ipdkir,
+        "release_folder": str(ref.release.root),
+        "cache": str(ref.cache_path),
+        "hla_alleles": ref.alleles.height,
+        "hla_alleles_by_locus": {k: counts[k] for k in ("A", "B", "C", "DRB1", "DQB1", "DPB1") if k in counts},
+        "hla_loci": len(counts),
+        "kir_alleles": ref.kir_alleles.height,
+        "kir_genes": ref.kir_alleles["gene"].n_unique(),
+        "deleted_names": ref.deleted.height,
+        "class_i_with_ligand": ref.alleles.filter(pl.col("kir_ligand").is_not_null() & (pl.col("kir_ligand") != "none")).height,
+        "built": ref.meta.get("built"),
+    }
+    if fmt == "json":
+        click.echo(json.dumps(info, indent=2))
+        return
+    for k, v in info.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"{a} {n:,}" for a, n in v.items())
+        elif isinstance(v, int):
+            v = f"{v:,}"
+        click.echo(f"{k.replace('_', ' ')}: {v}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

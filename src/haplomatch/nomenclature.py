@@ -1,0 +1,281 @@
+"""HLA typing names → the set of release alleles each can be.
+
+A typing is parsed into a :class:`Typing` (its kind and normalised key) by pure string rules, then
+expanded with joins against the per-allele facts table (``Reference.alleles``). Distinct strings are
+parsed once; expansion is a polars join, so a million typings resolve in one vectorised pass.
+
+Accepted forms (WHO nomenclature, Marsh SGE et al. Tissue Antigens 2010;75:291-455; WMDA files):
+- WHO v3 names with 1-4 fields, optional ``HLA-`` prefix, optional suffix N L S C A Q: ``A*02:01``;
+- v2 names without colons: ``A*0201``, ``B*4402``, ``DPB1*0401`` (checked against the release);
+- ``XX`` codes: ``A*02:XX`` = any allele of group 02;
+- G and P group names: ``A*01:01:01G``, ``A*01:01P``;
+- serology: ``A2``, ``B51``, ``Cw7``, ``DR15``, ``DQ6``; broad antigens (``B5``) expand to their splits
+  and associated antigens (rel_ser_ser.txt);
+- a bare field string under a known locus (``02:01`` with locus ``A``).
+
+The expression suffix is part of the name at every resolution: ``A*24:02`` does not include
+``A*24:02:01:02L`` (whose two-field name is ``A*24:02L``). A name that exists only with a suffix the user
+omitted resolves, with a warning. Deleted names renamed by IPD-IMGT/HLA resolve to the new name, with a
+warning; other unknown names raise :class:`UnknownAlleleError` with the nearest valid names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Iterable, Literal
+
+import polars as pl
+
+from haplomatch.errors import UnknownAlleleError
+
+Kind = Literal["allele", "xx", "g_group", "p_group", "serology", "mac"]
+
+#: Serological locus prefixes as written in typings → the gene whose alleles carry them.
+SEROLOGY_LOCI: dict[str, str] = {"A": "A", "B": "B", "CW": "C", "C": "C", "DR": "DRB1", "DQ": "DQB1"}
+#: DR51, DR52, DR53 are carried by DRB5, DRB3 and DRB4 (rel_dna_ser.txt), not by DRB1.
+DR_BROAD_LOCI: dict[int, str] = {51: "DRB5", 52: "DRB3", 53: "DRB4"}
+_SER_DISPLAY = {"A": "A", "B": "B", "CW": "Cw", "C": "Cw", "DR": "DR", "DQ": "DQ"}
+
+_LOCUS = r"[A-Z][A-Z0-9]*"
+_V3 = re.compile(rf"^({_LOCUS})\*(\d{{1,4}}(?::\d{{1,4}}){{0,3}})([NLSCAQ])?$")
+_XX = re.compile(rf"^({_LOCUS})\*(\d{{1,4}}):XX$")
+_G = re.compile(rf"^({_LOCUS})\*(\d{{1,4}}(?::\d{{1,4}}){{1,3}})G$")
+_P = re.compile(rf"^({_LOCUS})\*(\d{{1,4}}:\d{{1,4}})P$")
+_MAC = re.compile(rf"^({_LOCUS})\*(\d{{1,4}}):([A-Z]{{2,5}})$")
+_V2 = re.compile(rf"^({_LOCUS})\*(\d{{4,9}})([NLSCAQ])?$")
+_SER = re.compile(r"^(CW|DR|DQ|A|B|C)(\d{1,4})$")
+_BARE = re.compile(r"^(\d{1,4}(?::\d{1,4}){0,3}|\d{1,4}:XX)([NLSCAQG]|P)?$")
+
+
+@dataclass(frozen=True)
+class Typing:
+    """One typing, parsed: ``key`` is the normalised name that the expansion joins on."""
+
+    text: str
+    locus: str
+    kind: Kind
+    key: str
+    nfields: int = 0
+    suffix: str = ""
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+
+def normalise(text: str, locus: str | None = None) -> str:
+    """Trim, drop an ``HLA-`` prefix, upper-case; a bare field string gets ``locus*`` in front."""
+    t = text.strip().replace(" ", "")
+    if t[:4].upper() == "HLA-":
+        t = t[4:]
+    t = t.upper()
+    if locus and "*" not in t and _BARE.match(t):
+        loc = locus.strip().upper()
+        if loc.startswith("HLA-"):
+            loc = loc[4:]
+        t = f"{loc}*{t}"
+    return t
+
+
+def parse(text: str, locus: str | None = None) -> Typing:
+    """Classify one typing string (no release lookup yet). Raises UnknownAlleleError if it fits no form."""
+    t = normalise(text, locus)
+    if m := _XX.match(t):
+        return Typing(text, m[1], "xx", f"{m[1]}*{m[2]}", 1)
+    if m := _MAC.match(t):
+        return Typing(text, m[1], "mac", t)
+    if m := _P.match(t):
+        return Typing(text, m[1], "p_group", t)
+    if m := _G.match(t):
+        return Typing(text, m[1], "g_group", t)
+    if m := _V3.match(t):
+        fields = m[2].split(":")
+        if ":" not in m[2] and len(m[2]) >= 4:
+            return Typing(text, m[1], "allele", t, 0, m[3] or "", ("v2",))  # v2 name without colons
+        return Typing(text, m[1], "allele", f"{m[1]}*{m[2]}", len(fields), m[3] or "")
+    if m := _SER.match(t):
+        loc = SEROLOGY_LOCI[m[1]]
+        if m[1] == "DR" and int(m[2]) in DR_BROAD_LOCI:
+            loc = DR_BROAD_LOCI[int(m[2])]
+        return Typing(text, loc, "serology", f"{_SER_DISPLAY[m[1]]}{int(m[2])}")
+    raise UnknownAlleleError(text, reason="not an HLA allele name, XX code, G/P group or serological antigen")
+
+
+def _v2_candidates(locus: str, digits: str) -> list[str]:
+    """v3 readings of a v2 digit string: fields of 2 or 3 digits, then 2-digit fields (WHO 2010 renaming)."""
+    out: list[str] = []
+
+    def rec(rest: str, fields: list[str]) -> None:
+        if not rest:
+            if len(fields) >= 2:
+                out.append(f"{locus}*" + ":".join(fields))
+            return
+        if len(fields) >= 4:
+            return
+        widths = (2, 3) if len(fields) < 2 else (2,)
+        for w in widths:
+            if len(rest) >= w:
+                rec(rest[w:], fields + [rest[:w]])
+
+    rec(digits, [])
+    return out
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A resolved typing: the release alleles it can be, and anything the user should know."""
+
+    typing: Typing
+    alleles: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+
+class Nomenclature:
+    """Resolves typings against one release's allele table (see ``Reference.alleles``)."""
+
+    def __init__(self, alleles: pl.DataFrame, deleted: pl.DataFrame, ser_ser: pl.DataFrame) -> None:
+        self.alleles = alleles
+        self._deleted = {a: (d, r) for a, d, r in deleted.select("allele", "description", "renamed_to").iter_rows()}
+        self._children = _antigen_children(ser_ser)
+        self._names: dict[int, pl.DataFrame] = {}
+        self.loci = frozenset(alleles["locus"].unique().to_list())
+
+    # -- expansion of one parsed typing -------------------------------------------------------------
+    def _by_prefix(self, key: str, nfields: int, suffix: str) -> pl.DataFrame:
+        a = self.alleles
+        col = f"name{nfields}"
+        exact = a.filter((pl.col(col) == key) & (pl.col("suffix") == suffix))
+        if exact.height or suffix:
+            return exact
+        return a.filter(pl.col(col) == key)
+
+    def _expand(self, t: Typing) -> tuple[list[str], list[str]]:
+        a = self.alleles
+        warnings: list[str] = []
+        if t.kind == "mac":
+            raise UnknownAlleleError(
+                t.text, reason="an NMDP multiple allele code needs the NMDP MAC table (give it with --mac-table FILE)"
+            )
+        if t.locus not in self.loci:
+            raise UnknownAlleleError(t.text, reason=f"no locus {t.locus} in IPD-IMGT/HLA", suggestions=_near(t.locus, self.loci))
+        if t.kind == "xx":
+            hits = a.filter((pl.col("name1") == t.key) & (pl.col("suffix") == ""))
+        elif t.kind == "g_group":
+            hits = a.filter(pl.col("g_group") == t.key)
+        elif t.kind == "p_group":
+            hits = a.filter(pl.col("p_group") == t.key)
+        elif t.kind == "serology":
+            wanted = self._with_children(t.key)
+            hits = a.filter(
+                (pl.col("locus") == t.locus)
+                & (pl.col("antigen").is_in(wanted) | pl.col("antigens_possible").list.eval(pl.element().is_in(wanted)).list.any())
+            )
+            if hits.height == 0:
+                raise UnknownAlleleError(t.text, reason="no allele of the release has this serological equivalent")
+            return sorted(hits["allele"].to_list()), warnings
+        elif "v2" in t.warnings:
+            digits = t.key.split("*", 1)[1].rstrip("NLSCAQ")
+            found = []
+            for cand in _v2_candidates(t.locus, digits):
+                n = cand.count(":") + 1
+                h = self._by_prefix(cand, n, t.suffix)
+                if h.height:
+                    found.append((cand, h))
+            if len(found) == 1:
+                cand, hits = found[0]
+                warnings.append(f"{t.text!r} is a pre-2010 (v2) name, read as {cand}{t.suffix}")
+            elif len(found) > 1:
+                raise UnknownAlleleError(
+                    t.text, reason="this v2 name has several v3 readings; give the v3 name",
+                    suggestions=[c + t.suffix for c, _ in found],
+                )
+            else:
+                hits = a.head(0)
+        else:
+            hits = self._by_prefix(t.key, t.nfields, t.suffix)
+            if hits.height and not t.suffix and (hits["suffix"] != "").all():
+                warnings.append(
+                    f"{t.text!r} exists only with an expression suffix ({', '.join(sorted(set(hits['suffix'])))}); read as such"
+                )
+        if hits.height == 0:
+            return self._deleted_or_unknown(t)
+        return sorted(hits["allele"].to_list()), warnings
+
+    def _deleted_or_unknown(self, t: Typing) -> tuple[list[str], list[str]]:
+        name = normalise(t.text)
+        if name in self._deleted:
+            desc, new = self._deleted[name]
+            if new:
+                inner, w = self._expand(parse(new))
+                return inner, [f"{name} was renamed {new} by IPD-IMGT/HLA ({desc})", *w]
+            raise UnknownAlleleError(t.text, reason=f"deleted from IPD-IMGT/HLA: {desc}")
+        raise UnknownAlleleError(t.text, reason="not in IPD-IMGT/HLA", suggestions=self.suggest(t))
+
+    def suggest(self, t: Typing, n: int = 3) -> list[str]:
+        """The nearest valid names at the typing's resolution (by spelling), for error messages."""
+        nf = min(max(t.nfields, 1), 4)
+        return difflib.get_close_matches(t.key, self._name_list(nf, t.locus), n=n, cutoff=0.6)
+
+    @lru_cache(maxsize=64)  # noqa: B019 - one Nomenclature per release, lives as long as it
+    def _name_list(self, nfields: int, locus: str) -> list[str]:
+        col = f"name{nfields}"
+        return self.alleles.filter(pl.col("locus") == locus)[col].drop_nulls().unique().to_list()
+
+    def _with_children(self, antigen: str) -> list[str]:
+        out, todo = {antigen}, [antigen]
+        while todo:
+            for c in self._children.get(todo.pop(), ()):
+                if c not in out:
+                    out.add(c)
+                    todo.append(c)
+        return sorted(out)
+
+    # -- public -------------------------------------------------------------------------------------
+    @lru_cache(maxsize=65536)  # noqa: B019
+    def resolve_one(self, text: str, locus: str | None = None) -> Resolution:
+        """The alleles one typing can be. Raises UnknownAlleleError when it names nothing."""
+        t = parse(text, locus)
+        alleles, warnings = self._expand(t)
+        return Resolution(t, tuple(alleles), tuple(warnings))
+
+    def resolve(self, typings: Iterable[str] | pl.Series, locus: str | None = None, *, strict: bool = True) -> pl.DataFrame:
+        """Vectorised: one row per (input row, candidate allele), with ``row``, ``input``, ``allele``.
+
+        Distinct strings are parsed once. With ``strict=False`` an unresolvable typing gives one row
+        with a null ``allele`` and the reason in ``error`` instead of raising.
+        """
+        s = pl.Series("input", list(typings) if not isinstance(typings, pl.Series) else typings, dtype=pl.String)
+        rows = pl.DataFrame({"row": pl.int_range(0, s.len(), eager=True, dtype=pl.UInt32), "input": s})
+        parts = []
+        for text in s.unique().drop_nulls().to_list():
+            try:
+                r = self.resolve_one(text, locus)
+                parts.append(pl.DataFrame({
+                    "input": [text] * len(r.alleles), "allele": list(r.alleles),
+                    "kind": [r.typing.kind] * len(r.alleles),
+                    "warning": ["; ".join(r.warnings) or None] * len(r.alleles), "error": [None] * len(r.alleles),
+                }, schema=_SCHEMA))
+            except UnknownAlleleError as e:
+                if strict:
+                    raise
+                parts.append(pl.DataFrame({"input": [text], "allele": [None], "kind": [None], "warning": [None], "error": [str(e)]}, schema=_SCHEMA))
+        table = pl.concat(parts) if parts else pl.DataFrame(schema=_SCHEMA)
+        return rows.join(table, on="input", how="left").sort("row", "allele", maintain_order=True)
+
+
+_SCHEMA = {"input": pl.String, "allele": pl.String, "kind": pl.String, "warning": pl.String, "error": pl.String}
+
+
+def _near(x: str, pool: Iterable[str]) -> list[str]:
+    return difflib.get_close_matches(x, sorted(pool), n=3, cutoff=0.5)
+
+
+def _antigen_children(ser_ser: pl.DataFrame) -> dict[str, tuple[str, ...]]:
+    """Broad → splits and associated antigens, as antigen names ('B5' → ('B51', 'B52'))."""
+    display = {"A": "A", "B": "B", "Cw": "Cw", "DR": "DR", "DQ": "DQ"}
+    out: dict[str, tuple[str, ...]] = {}
+    for locus, broad, splits, assoc in ser_ser.iter_rows():
+        p = display.get(locus)
+        if p:
+            out[p + broad] = tuple(p + c for c in list(splits) + list(assoc))
+    return out
