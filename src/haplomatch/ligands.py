@@ -30,18 +30,23 @@ def _all_or_null(col: str, among: pl.Expr) -> pl.Expr:
 def ligands(ref: Reference, typings: Iterable[str], locus: str | None = None) -> pl.DataFrame:
     """One row per typing (input order kept). Raises UnknownAlleleError on a name the release lacks."""
     resolved = ref.nomenclature.resolve(list(typings), locus)
+    per_input = summarise_typings(ref, resolved.candidates)
+    out = resolved.rows.join(per_input, on="input", how="left", maintain_order="left").rename({"n_alleles": "alleles"})
+    return out.select(*COLUMNS, "weak_kir3dl1_ligand", "leader_inferred", "settle", "warning")
+
+
+def summarise_typings(ref: Reference, candidates: pl.DataFrame) -> pl.DataFrame:
+    """Ligand facts per distinct typing (``input``) from its candidate alleles."""
     facts = ref.alleles.select(
         "allele", "locus", "surface", "expressed", "kir_ligand", "leader", "leader_inferred",
         "c1_epitope", "kir3dl2_ligand", "weak_kir3dl1_ligand",
     )
     surface = pl.col("surface")
     out = (
-        resolved.join(facts, on="allele", how="left")
-        .group_by("row", maintain_order=True)
+        candidates.join(facts, on="allele", how="left")
+        .group_by("input", maintain_order=True)
         .agg(
-            pl.col("input").first(),
             pl.col("locus").first(),
-            pl.col("allele").n_unique().alias("alleles"),
             *agreed("kir_ligand", surface, "ligand"),
             *agreed("leader", pl.col("expressed")),
             _all_or_null("c1_epitope", surface),
@@ -50,9 +55,7 @@ def ligands(ref: Reference, typings: Iterable[str], locus: str | None = None) ->
             pl.when(pl.col("expressed").all()).then(pl.lit(True))
             .when(~pl.col("expressed").any()).then(pl.lit(False)).alias("expressed"),
             pl.col("leader_inferred").filter(pl.col("expressed")).any().alias("leader_inferred"),
-            pl.col("warning").drop_nulls().first().alias("warning"),
         )
-        .sort("row")
         .rename({"ligand_possible": "possible_ligands"})
     )
     no_surface = pl.col("possible_ligands").list.len() == 0
@@ -68,7 +71,7 @@ def ligands(ref: Reference, typings: Iterable[str], locus: str | None = None) ->
         pl.lit(ref.label).alias("release"),
         _settle().alias("settle"),
     )
-    return out.select(*COLUMNS, "weak_kir3dl1_ligand", "leader_inferred", "settle", "warning")
+    return out.drop("leader_possible")
 
 
 def _settle() -> pl.Expr:

@@ -88,10 +88,10 @@ def parse(text: str, locus: str | None = None) -> Typing:
         return Typing(text, m[1], "p_group", t)
     if m := _G.match(t):
         return Typing(text, m[1], "g_group", t)
+    if m := _V2.match(t):  # pre-2010 name without colons: fields read against the release
+        return Typing(text, m[1], "allele", t, 0, m[3] or "", ("v2",))
     if m := _V3.match(t):
         fields = m[2].split(":")
-        if ":" not in m[2] and len(m[2]) >= 4:
-            return Typing(text, m[1], "allele", t, 0, m[3] or "", ("v2",))  # v2 name without colons
         return Typing(text, m[1], "allele", f"{m[1]}*{m[2]}", len(fields), m[3] or "")
     if m := _SER.match(t):
         loc = SEROLOGY_LOCI[m[1]]
@@ -238,29 +238,50 @@ class Nomenclature:
         alleles, warnings = self._expand(t)
         return Resolution(t, tuple(alleles), tuple(warnings))
 
-    def resolve(self, typings: Iterable[str] | pl.Series, locus: str | None = None, *, strict: bool = True) -> pl.DataFrame:
-        """Vectorised: one row per (input row, candidate allele), with ``row``, ``input``, ``allele``.
+    def resolve(self, typings: Iterable[str] | pl.Series, locus: str | None = None, *, strict: bool = True) -> "Resolved":
+        """Vectorised resolution of many typings.
 
-        Distinct strings are parsed once. With ``strict=False`` an unresolvable typing gives one row
-        with a null ``allele`` and the reason in ``error`` instead of raising.
+        Distinct strings are parsed and expanded once: ``Resolved.rows`` has one row per input (``row``,
+        ``input``, ``kind``, ``n_alleles``, ``warning``, ``error``) and ``Resolved.candidates`` one row per
+        (distinct input, allele). Downstream facts are summarised per distinct input and joined back, so
+        a million rows of a few thousand distinct typings cost a few thousand expansions and two joins.
+        With ``strict=False`` an unresolvable typing keeps its row, with the reason in ``error``.
         """
-        s = pl.Series("input", list(typings) if not isinstance(typings, pl.Series) else typings, dtype=pl.String)
-        rows = pl.DataFrame({"row": pl.int_range(0, s.len(), eager=True, dtype=pl.UInt32), "input": s})
-        parts = []
+        s = typings if isinstance(typings, pl.Series) else pl.Series("input", list(typings), dtype=pl.String)
+        s = s.cast(pl.String).alias("input")
+        cand_in: list[str] = []
+        cand_allele: list[str] = []
+        meta: dict[str, list] = {"input": [], "kind": [], "n_alleles": [], "warning": [], "error": []}
         for text in s.unique().drop_nulls().to_list():
             try:
                 r = self.resolve_one(text, locus)
-                parts.append(pl.DataFrame({
-                    "input": [text] * len(r.alleles), "allele": list(r.alleles),
-                    "kind": [r.typing.kind] * len(r.alleles),
-                    "warning": ["; ".join(r.warnings) or None] * len(r.alleles), "error": [None] * len(r.alleles),
-                }, schema=_SCHEMA))
             except UnknownAlleleError as e:
                 if strict:
                     raise
-                parts.append(pl.DataFrame({"input": [text], "allele": [None], "kind": [None], "warning": [None], "error": [str(e)]}, schema=_SCHEMA))
-        table = pl.concat(parts) if parts else pl.DataFrame(schema=_SCHEMA)
-        return rows.join(table, on="input", how="left").sort("row", "allele", maintain_order=True)
+                vals = (text, None, 0, None, str(e))
+            else:
+                cand_in += [text] * len(r.alleles)
+                cand_allele += r.alleles
+                vals = (text, r.typing.kind, len(r.alleles), "; ".join(r.warnings) or None, None)
+            for k, v in zip(meta, vals):
+                meta[k].append(v)
+        per_input = pl.DataFrame(meta, schema={"input": pl.String, "kind": pl.String, "n_alleles": pl.UInt32,
+                                               "warning": pl.String, "error": pl.String})
+        rows = (
+            s.to_frame().with_row_index("row")
+            .join(per_input, on="input", how="left", maintain_order="left")
+            .with_columns(pl.when(pl.col("input").is_null()).then(pl.lit("empty typing")).otherwise(pl.col("error")).alias("error"))
+        )
+        candidates = pl.DataFrame({"input": cand_in, "allele": cand_allele}, schema={"input": pl.String, "allele": pl.String})
+        return Resolved(rows=rows, candidates=candidates)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Many typings resolved: per-input ``rows`` and per-distinct-input ``candidates`` (see ``resolve``)."""
+
+    rows: pl.DataFrame
+    candidates: pl.DataFrame
 
 
 _SCHEMA = {"input": pl.String, "allele": pl.String, "kind": pl.String, "warning": pl.String, "error": pl.String}

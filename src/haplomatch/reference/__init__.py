@@ -49,12 +49,14 @@ class Reference:
 
         return Nomenclature(self.alleles, self.deleted, self.ser_ser)
 
+    @cached_property
     def two_field(self) -> pl.DataFrame:
         """One row per 2-field name (protein), facts summarised over its alleles."""
         from haplomatch.reference.views import summarise
 
         return summarise(self.alleles, "name2")
 
+    @cached_property
     def p_group(self) -> pl.DataFrame:
         """One row per P group (same protein over the antigen-recognition domain)."""
         from haplomatch.reference.views import summarise

@@ -185,15 +185,20 @@ def build_allele_facts(release: Release) -> pl.DataFrame:
     parents = antigen_parents(files.read_rel_ser_ser(release.path("imgthla/wmda/rel_ser_ser.txt")))
     df = df.join(ser, on="allele", how="left")
     prefix = pl.col("locus").replace_strict(SEROLOGY_PREFIX, default=None)
-    usable = lambda c: pl.when(pl.col(c).is_in(["0", "?"]).not_() & pl.col(c).is_not_null()).then(pl.col(c))  # noqa: E731
+    # A field is "single" when it names one antigen (not a '/' list, not 0 = null, not ? = unknown).
+    single = lambda c: pl.when(pl.col(c).str.contains(r"^[0-9]*[1-9][0-9]*$")).then(pl.col(c))  # noqa: E731
     df = df.with_columns(
-        (prefix + pl.coalesce(usable("unambiguous"), usable("expert"), usable("assumed"))).alias("antigen"),
-        pl.when(usable("unambiguous").is_not_null()).then(pl.lit("unambiguous"))
-        .when(usable("expert").is_not_null()).then(pl.lit("expert"))
-        .when(usable("assumed").is_not_null()).then(pl.lit("assumed"))
+        (prefix + pl.coalesce(single("unambiguous"), single("expert"), single("assumed"))).alias("antigen"),
+        pl.when(single("unambiguous").is_not_null()).then(pl.lit("unambiguous"))
+        .when(single("expert").is_not_null()).then(pl.lit("expert"))
+        .when(single("assumed").is_not_null()).then(pl.lit("assumed"))
         .alias("antigen_basis"),
-        (pl.coalesce("unambiguous", "expert", "assumed") == "0").fill_null(False).alias("serology_null"),
-        _prefixed_list("possible").alias("antigens_possible"),
+        (pl.col("unambiguous") == "0").fill_null(False).alias("serology_null"),
+        # every antigen any field allows (possible, assumed or expert lists such as '0/3')
+        pl.concat_list(_prefixed_list("possible"), _prefixed_list("assumed"), _prefixed_list("expert"))
+        .list.unique().list.sort().alias("antigens_possible"),
+        pl.concat_str([pl.col("possible"), pl.col("assumed"), pl.col("expert")], separator="/", ignore_nulls=True)
+        .str.split("/").list.contains("0").fill_null(False).alias("serology_maybe_null"),
     ).rename({"unambiguous": "ser_unambiguous", "possible": "ser_possible", "assumed": "ser_assumed", "expert": "ser_expert"})
     broad_map = {a: _broad(a, parents) for a in set(parents) | set(parents.values())}
     df = df.with_columns(
@@ -216,10 +221,13 @@ def build_allele_facts(release: Release) -> pl.DataFrame:
         pl.when(pl.col("locus") == "A").then(
             pl.col("surface") & pl.when(pl.col("antigen").is_not_null())
             .then(pl.col("antigen").is_in(["A3", "A11"]))
+            .when(pl.col("antigens_possible").list.len() > 0)
+            .then(pl.col("antigens_possible").list.eval(pl.element().is_in(["A3", "A11"])).list.any())
             .otherwise(pl.col("name1").is_in(["A*03", "A*11"]))
         ).otherwise(False).alias("kir3dl2_ligand"),
         pl.when(pl.col("locus") == "A").then(
-            pl.when(pl.col("antigen").is_not_null()).then(pl.lit("serology")).otherwise(pl.lit("lineage"))
+            pl.when((pl.col("antigen").is_not_null()) | (pl.col("antigens_possible").list.len() > 0))
+            .then(pl.lit("serology")).otherwise(pl.lit("lineage"))
         ).alias("kir3dl2_basis"),
     )
     df = df.with_columns(

@@ -41,8 +41,8 @@ def summarise(alleles: pl.DataFrame, by: str) -> pl.DataFrame:
             *agreed("antigen", expressed),
             *agreed("g_group"),
             *agreed("p_group"),
-            *agreed("tce_v2"),
-            *agreed("tce_v1"),
+            *agreed("tce_v2", expressed),
+            *agreed("tce_v1", expressed),
         )
         .sort(by)
     )

@@ -1,0 +1,77 @@
+"""The command line as a user runs it (click's runner; the console script is tested in .ci via pip install)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from haplomatch.cli import main
+from haplomatch.ligands import COLUMNS
+
+
+@pytest.fixture(scope="module")
+def run():
+    runner = CliRunner()
+
+    def _run(*args):
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    return _run
+
+
+def test_ligands_must_show(run):
+    # Issue 2 "must show": values from IPD-KIR ligand data / Moesta 2008 (RULES 1.3, 1.9, 1.11, 1.14)
+    r = run("ligands", "C*07:02", "C*16:02", "B*57:01", "B*44:02", "B*46:01", "A*24:02", "B*15", "--format", "json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)
+    assert [x["ligand"] for x in rows[:6]] == ["C1", "C2", "Bw4-80I", "Bw4-80T", "Bw6", "Bw4-80I"]
+    assert rows[4]["c1_epitope"] is True
+    assert rows[6]["ligand"] is None
+    assert {"Bw6", "Bw4-80I"} <= set(rows[6]["possible_ligands"])
+    assert all(set(COLUMNS) <= set(x) for x in rows)
+    assert rows[2]["leader"] == "T" and rows[0]["leader"] is None  # leader is HLA-B only
+    assert rows[0]["release"].startswith("IPD-IMGT/HLA 3.58.0")
+
+
+def test_ligands_table(run):
+    r = run("ligands", "B*07:02", "Cw7")
+    assert r.exit_code == 0
+    assert "Bw6" in r.output and "ligand ambiguous" in r.output and "IPD-IMGT/HLA 3.58.0" in r.output
+
+
+def test_unknown_name_exits_2_and_suggests(run):
+    r = CliRunner().invoke(main, ["ligands", "B*57:011"])
+    assert r.exit_code == 2
+    assert "B*57:011" in r.output and "B*57:01" in r.output
+
+
+def test_reference_info(run):
+    r = run("reference", "info", "--format", "json")
+    info = json.loads(r.output)
+    assert info["imgthla_release"] == "3.58.0" and info["ipdkir_release"] == "2.13.0"
+    assert info["hla_alleles"] == 41433 and info["kir_alleles"] == 2219
+    assert info["cache"]
+
+
+def test_reference_build_and_other_release_folder(run, tmp_path, monkeypatch):
+    import shutil
+
+    from haplomatch.reference.release import shipped_root
+
+    # A user-downloaded release folder with the same layout is used, and cached under its own key.
+    other = tmp_path / "release"
+    shutil.copytree(shipped_root(), other)
+    monkeypatch.setenv("HAPLOMATCH_CACHE", str(tmp_path / "cache"))
+    r = run("reference", "build", "--reference", str(other))
+    assert r.exit_code == 0, r.output
+    assert str(tmp_path / "cache") in r.output
+    info = json.loads(run("reference", "info", "--reference", str(other), "--format", "json").output)
+    assert info["release_folder"] == str(other.resolve())
+
+
+def test_incomplete_release_folder_is_refused(run, tmp_path):
+    r = CliRunner().invoke(main, ["reference", "info", "--reference", str(tmp_path)])
+    assert r.exit_code == 1
+    assert "lacks" in r.output
