@@ -1,8 +1,8 @@
 """haplomatch: choose the best donor for a patient from the family, with cited rules.
 
 The public surface is small on purpose: load a :class:`Reference` (the IPD-IMGT/HLA and IPD-KIR
-release and the facts derived from it), resolve typings, ask for ligands. Everything else is
-reached through these.
+release and the facts derived from it), resolve typings, ask for ligands. Heavy modules (polars) are
+imported on first use, so ``haplomatch --help`` stays instant.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -12,8 +12,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+local"
 
-from haplomatch.errors import HaplomatchError, UnknownAlleleError, ReferenceDataError
-from haplomatch.reference import Reference, load_reference
+from haplomatch.errors import HaplomatchError, ReferenceDataError, UnknownAlleleError
 
 __all__ = [
     "__version__",
@@ -22,4 +21,17 @@ __all__ = [
     "ReferenceDataError",
     "Reference",
     "load_reference",
+    "ligands",
 ]
+
+
+def __getattr__(name: str):
+    if name in ("Reference", "load_reference"):
+        from haplomatch import reference
+
+        return getattr(reference, name)
+    if name == "ligands":
+        from haplomatch.ligands import ligands
+
+        return ligands
+    raise AttributeError(f"module 'haplomatch' has no attribute {name!r}")
