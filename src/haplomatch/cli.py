@@ -78,6 +78,53 @@ def ligands_cmd(typings: tuple[str, ...], typings_file, locus: str | None, fmt: 
                "Foley 2008 (HLA-A Bw4); Moesta 2008 (C1 on HLA-B); Petersdorf 2020 (leader -21).")
 
 
+@main.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--antibodies", type=click.Path(dir_okay=False, path_type=Path), help="The patient's antibody report.")
+@click.option("--mac-table", type=click.Path(dir_okay=False, path_type=Path), help="NMDP MAC table (numer.v3.txt).")
+@click.option("--missing-second", type=click.Choice(["homozygous", "untyped", "error"]), default="homozygous",
+              show_default=True, help="What a blank or '-' second allele means.")
+@click.option("--strict", is_flag=True, help="Exit 1 when there are warnings but no errors.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@REFERENCE_OPTION
+def validate_cmd(files, antibodies, mac_table, missing_second, strict, fmt, reference_dir) -> None:
+    """Read family FILES (and an antibody report) and list every problem: file, row, column, value, fix.
+
+    Exit code: 0 clean (warnings allowed), 1 warnings only with --strict, 2 errors.
+    """
+    from haplomatch.familyfile import Settings
+    from haplomatch.textout import table
+    from haplomatch.validate import exit_code, validate_files
+
+    ref = _load(reference_dir)
+    nom = _nomenclature(ref, mac_table)
+    problems = validate_files(list(files), nom, antibodies, Settings(missing_second=missing_second))
+    rows = [p.to_dict() for p in problems]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif rows:
+        click.echo(table(rows, ["severity", "file", "row", "column", "value", "message", "fix"]))
+        n_err = sum(p.severity == "error" for p in problems)
+        click.echo(f"\n{n_err} error(s), {len(problems) - n_err} warning(s)")
+    else:
+        click.echo("no problems found")
+    sys.exit(exit_code(problems, strict))
+
+
+def _nomenclature(ref, mac_table: Path | None):
+    """The release's nomenclature, with the user's MAC table when one is given."""
+    if mac_table is None:
+        return ref.nomenclature
+    from haplomatch.errors import InputError
+    from haplomatch.mac import read_mac_table
+
+    try:
+        return ref.nomenclature.with_mac(read_mac_table(mac_table))
+    except InputError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(2)
+
+
 @main.group("reference")
 def reference_grp() -> None:
     """The IPD-IMGT/HLA and IPD-KIR release and the facts derived from it."""

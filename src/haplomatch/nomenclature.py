@@ -133,12 +133,21 @@ class Resolution:
 class Nomenclature:
     """Resolves typings against one release's allele table (see ``Reference.alleles``)."""
 
-    def __init__(self, alleles: pl.DataFrame, deleted: pl.DataFrame, ser_ser: pl.DataFrame) -> None:
+    def __init__(
+        self, alleles: pl.DataFrame, deleted: pl.DataFrame, ser_ser: pl.DataFrame,
+        mac: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self.alleles = alleles
+        self.mac = mac
+        self._tables = (alleles, deleted, ser_ser)
         self._deleted = {a: (d, r) for a, d, r in deleted.select("allele", "description", "renamed_to").iter_rows()}
         self._children = _antigen_children(ser_ser)
         self._names: dict[int, pl.DataFrame] = {}
         self.loci = frozenset(alleles["locus"].unique().to_list())
+
+    def with_mac(self, mac: dict[str, tuple[str, ...]]) -> "Nomenclature":
+        """The same release, with the user's NMDP MAC table (see ``haplomatch.mac``)."""
+        return Nomenclature(*self._tables, mac=mac)
 
     # -- expansion of one parsed typing -------------------------------------------------------------
     def _by_prefix(self, key: str, nfields: int, suffix: str) -> pl.DataFrame:
@@ -153,9 +162,7 @@ class Nomenclature:
         a = self.alleles
         warnings: list[str] = []
         if t.kind == "mac":
-            raise UnknownAlleleError(
-                t.text, reason="an NMDP multiple allele code needs the NMDP MAC table (give it with --mac-table FILE)"
-            )
+            return self._expand_mac(t)
         if t.locus not in self.loci:
             raise UnknownAlleleError(t.text, reason=f"no locus {t.locus} in IPD-IMGT/HLA", suggestions=_near(t.locus, self.loci))
         if t.kind == "xx":
@@ -200,6 +207,27 @@ class Nomenclature:
         if hits.height == 0:
             return self._deleted_or_unknown(t)
         return sorted(hits["allele"].to_list()), warnings
+
+    def _expand_mac(self, t: Typing) -> tuple[list[str], list[str]]:
+        from haplomatch.mac import expand
+
+        if self.mac is None:
+            raise UnknownAlleleError(
+                t.text, reason="an NMDP multiple allele code needs the NMDP MAC table (give it with --mac-table FILE)"
+            )
+        locus, rest = t.key.split("*", 1)
+        first, code = rest.split(":", 1)
+        try:
+            names = expand(locus, first, code, self.mac)
+        except KeyError:
+            raise UnknownAlleleError(t.text, reason=f"code {code} is not in the MAC table given") from None
+        out: set[str] = set()
+        warnings = [f"{t.text!r} is an NMDP multiple allele code: {'/'.join(names)}"]
+        for n in names:
+            r = self.resolve_one(n)
+            out.update(r.alleles)
+            warnings += r.warnings
+        return sorted(out), warnings
 
     def _deleted_or_unknown(self, t: Typing) -> tuple[list[str], list[str]]:
         name = normalise(t.text)

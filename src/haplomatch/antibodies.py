@@ -1,0 +1,120 @@
+"""Reading the patient's anti-HLA antibody report (single-antigen beads): one row per specificity.
+
+Columns: ``specificity`` (allele ``A*02:01``, antigen ``A2``/``B44``/``Cw7``/``DQ7``, or an alpha/beta pair
+``DQA1*05:01/DQB1*02:01``), ``mfi``, optional ``c1q`` (pos/neg), ``date``, ``patient_id``. A specificity that
+cannot be mapped to the release is kept and reported as unmapped (a warning), never dropped: the DSA check
+must show it to the physician (RULES 7.5: bead reports mix allele and antigen level).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from haplomatch.errors import InputError, Problem, UnknownAlleleError
+from haplomatch.familyfile import ROW, _cmv, _date, _key, _number, read_table
+from haplomatch.nomenclature import Nomenclature
+
+ALIASES = {
+    "specificity": ("specificity", "antigen", "allele", "bead", "beadspecificity", "spec", "hla"),
+    "mfi": ("mfi", "mfivalue", "normalizedmfi", "normalisedmfi", "bcm", "nmfi"),
+    "c1q": ("c1q", "c1qbinding", "c1qresult"),
+    "date": ("date", "sampledate", "testdate", "collectiondate"),
+    "patient_id": ("patientid", "patient", "recipientid", "id"),
+}
+_PAIR = re.compile(r"^(?:HLA-)?(D[QP]A1\*[0-9:]+)\s*[/,+~]\s*(?:HLA-)?(D[QP]B1\*[0-9:]+)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Antibody:
+    """One bead result. ``targets`` are the typing names it maps to (one, or an alpha/beta pair)."""
+
+    specificity: str
+    mfi: float
+    kind: str  # allele | antigen | pair | unmapped
+    targets: tuple[str, ...]
+    c1q: bool | None = None
+    date: date | None = None
+    patient_id: str | None = None
+    source_row: int | None = None
+
+
+def read_antibodies(path: str | Path, nomenclature: Nomenclature, *, strict: bool = True) -> tuple[list[Antibody], list[Problem]]:
+    """Every specificity of the report, and every problem; errors raise one InputError when ``strict``."""
+    fname = str(path)
+    table, problems = read_table(path)
+    cols: dict[str, str] = {}
+    for c in table.columns:
+        if c == ROW:
+            continue
+        for f, al in ALIASES.items():
+            if _key(c) in al and f not in cols:
+                cols[f] = c
+                break
+        else:
+            problems.append(Problem("column not recognised: its values are not used", severity="warning",
+                                    file=fname, column=c))
+    for need in ("specificity", "mfi"):
+        if need not in cols:
+            problems.append(Problem(f"no {need} column", file=fname, fix=f"add a column '{need}'"))
+    if any(p.severity == "error" for p in problems):
+        raise InputError(problems)
+    out: list[Antibody] = []
+    for row in table.iter_rows(named=True):
+        i = row[ROW]
+
+        def cell(f: str) -> str:
+            v = row.get(cols[f]) if f in cols else None
+            return "" if v is None else str(v).strip()
+
+        def bad(f: str, msg: str, fix: str | None = None, severity: str = "error") -> None:
+            problems.append(Problem(msg, severity=severity, file=fname, row=i, column=cols.get(f), value=cell(f), fix=fix))
+
+        spec = cell("specificity")
+        n_before = len([p for p in problems if p.severity == "error"])
+        mfi = _number(cell("mfi")) if cell("mfi") else None
+        if mfi is None or mfi < 0:
+            bad("mfi", "MFI is not a non-negative number", "write the bead MFI, e.g. 5400")
+        c1q = None
+        if cell("c1q"):
+            c1q = _cmv(cell("c1q"))
+            if c1q is None:
+                bad("c1q", "C1q result not understood", "write pos or neg")
+        when = None
+        if cell("date"):
+            when = _date(cell("date"))
+            if when is None:
+                bad("date", "date not in YYYY-MM-DD form")
+        if not spec:
+            bad("specificity", "empty specificity")
+        kind, targets = "unmapped", ()
+        if spec:
+            kind, targets, msg = map_specificity(spec, nomenclature)
+            if kind == "unmapped":
+                bad("specificity", f"specificity cannot be mapped to IPD-IMGT/HLA ({msg}); it is kept and reported",
+                    severity="warning")
+        if len([p for p in problems if p.severity == "error"]) == n_before and mfi is not None:
+            out.append(Antibody(spec, mfi, kind, targets, c1q, when, cell("patient_id") or None, i))
+    if strict and any(p.severity == "error" for p in problems):
+        raise InputError(problems)
+    return out, problems
+
+
+def map_specificity(spec: str, nom: Nomenclature) -> tuple[str, tuple[str, ...], str]:
+    """(kind, targets, reason): an allele or antigen that resolves, or an alpha/beta pair of two alleles."""
+    m = _PAIR.match(spec.strip())
+    if m:
+        try:
+            for part in (m[1], m[2]):
+                nom.resolve_one(part)
+        except UnknownAlleleError as e:
+            return "unmapped", (), str(e)
+        return "pair", (m[1].upper(), m[2].upper()), ""
+    try:
+        r = nom.resolve_one(spec)
+    except UnknownAlleleError as e:
+        return "unmapped", (), str(e)
+    kind = "antigen" if r.typing.kind == "serology" else "allele"
+    return kind, (r.typing.key,), ""

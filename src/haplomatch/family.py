@@ -1,0 +1,90 @@
+"""People and families as values: what the family file says about each person, already checked.
+
+The pedigree graph and haplotype inference build on these (``segregation.py``); reading files is in
+``familyfile.py``. Values are frozen: a Family is never modified after it is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Literal
+
+from haplomatch.errors import Problem
+from haplomatch.hlatyping import LocusTyping
+
+if TYPE_CHECKING:
+    from haplomatch.kir import KirGenotype
+
+#: Relations to the patient that the family file accepts (issue 3), and their accepted spellings.
+RELATIONS: tuple[str, ...] = (
+    "patient", "father", "mother", "brother", "sister", "sibling", "half-sibling", "son", "daughter", "child",
+    "maternal grandmother", "maternal grandfather", "paternal grandmother", "paternal grandfather",
+    "maternal aunt", "maternal uncle", "paternal aunt", "paternal uncle", "cousin", "unrelated",
+)
+RELATION_ALIASES: dict[str, str] = {
+    "proband": "patient", "recipient": "patient", "index": "patient", "self": "patient",
+    "dad": "father", "mom": "mother", "mum": "mother", "sib": "sibling", "halfsibling": "half-sibling",
+    "half sibling": "half-sibling", "half-brother": "half-sibling", "half-sister": "half-sibling",
+    "half brother": "half-sibling", "half sister": "half-sibling", "offspring": "child",
+    "maternal grandma": "maternal grandmother", "paternal grandma": "paternal grandmother",
+    "maternal grandpa": "maternal grandfather", "paternal grandpa": "paternal grandfather",
+    "other": "unrelated", "unrelated donor": "unrelated",
+}
+#: The sex a relation implies, to check against the ``sex`` column.
+RELATION_SEX: dict[str, str] = {
+    "father": "M", "mother": "F", "brother": "M", "sister": "F", "son": "M", "daughter": "F",
+    "maternal grandmother": "F", "paternal grandmother": "F", "maternal grandfather": "M",
+    "paternal grandfather": "M", "maternal aunt": "F", "paternal aunt": "F", "maternal uncle": "M",
+    "paternal uncle": "M",
+}
+
+Sex = Literal["M", "F"]
+HLA_LOCI: tuple[str, ...] = ("A", "C", "B", "DRB1", "DQB1", "DPB1", "DRB3", "DRB4", "DRB5", "DQA1", "DPA1")
+
+
+@dataclass(frozen=True)
+class Person:
+    """One row of a family file, read and checked. None means "not given"."""
+
+    id: str
+    relation: str
+    family_id: str | None = None
+    father_id: str | None = None
+    mother_id: str | None = None
+    sex: Sex | None = None
+    age: float | None = None
+    birth_date: date | None = None
+    weight_kg: float | None = None
+    abo: str | None = None  # A, B, AB, O
+    rh: str | None = None  # '+' or '-'
+    cmv: bool | None = None  # seropositive
+    fcgr3a: str | None = None  # VV, VF, FF (FCGR3A-158)
+    available: bool | None = None
+    parity: int | None = None
+    hla: dict[str, LocusTyping] = field(default_factory=dict, hash=False, compare=True)
+    kir: "KirGenotype | None" = None
+    source_file: str | None = None
+    source_row: int | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    """The people of one family, the patient among them, and the warnings met while reading."""
+
+    id: str | None
+    people: tuple[Person, ...]
+    warnings: tuple[Problem, ...] = ()
+
+    @property
+    def patient(self) -> Person:
+        return next(p for p in self.people if p.relation == "patient")
+
+    def person(self, pid: str) -> Person:
+        return next(p for p in self.people if p.id == pid)
+
+    @property
+    def loci(self) -> tuple[str, ...]:
+        """HLA loci typed in anyone, in chromosomal order (A, C, B, DRB1, DQB1, DPB1, then others)."""
+        typed = {loc for p in self.people for loc, t in p.hla.items() if t.typed}
+        return tuple(loc for loc in HLA_LOCI if loc in typed)

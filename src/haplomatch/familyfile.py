@@ -1,0 +1,415 @@
+"""Reading family files (CSV, TSV, Parquet): one row per person, every problem located by file, row, column.
+
+Column names match case-insensitively, ignoring spaces, dots, dashes and underscores, with the aliases of
+``COLUMN_ALIASES``. HLA loci come as one column per locus (``A``, ``HLA-A``) holding both alleles, or two
+columns per locus (``A_1``/``A_2``, ``HLA-A_1``/``HLA-A_2``, ``A.1``/``A.2``). KIR genes come as one column
+per gene (``KIR2DL1``, ``2DL1``; presence/absence or allele strings) or one ``kir`` column (a GL string or a
+list of present genes). Nothing is dropped silently: a bad cell is an error naming its row and column, an
+unknown column a warning.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from haplomatch.errors import InputError, Problem
+from haplomatch.family import HLA_LOCI, RELATION_ALIASES, RELATION_SEX, RELATIONS, Family, Person
+from haplomatch.hlatyping import MISSING_SECOND_DEFAULT, MissingSecond, check_names, parse_cell
+from haplomatch.nomenclature import Nomenclature
+
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "family_id": ("familyid", "family", "famid", "fid", "pedigree", "pedigreeid"),
+    "id": ("id", "personid", "individualid", "individual", "sampleid", "subject", "subjectid", "iid", "name"),
+    "relation": ("relation", "relationship", "role", "rel", "relationtopatient"),
+    "father_id": ("fatherid", "father", "paternalid", "patid", "dadid"),
+    "mother_id": ("motherid", "mother", "maternalid", "matid", "momid", "mumid"),
+    "sex": ("sex", "gender"),
+    "age": ("age", "ageyears", "ageyrs"),
+    "birth_date": ("birthdate", "dob", "dateofbirth", "born"),
+    "weight_kg": ("weightkg", "weight", "wtkg", "bodyweight"),
+    "abo": ("abo", "abors", "aborh", "bloodgroup", "bloodtype", "abogroup"),
+    "cmv": ("cmv", "cmvstatus", "cmvserostatus", "cmvigg"),
+    "fcgr3a": ("fcgr3a", "fcgr3a158", "cd16", "cd16a", "fcgr3av158f"),
+    "available": ("available", "availability", "eligible", "donoravailable"),
+    "parity": ("parity", "pregnancies", "nparity"),
+    "kir": ("kir", "kirgenotype", "kirtyping", "kirgl", "kirgenes"),
+}
+KIR_COLUMN = re.compile(r"^(?:KIR)?([23]D[LSP]\d[AB]?)(N|DEL|FL|FULL)?$", re.IGNORECASE)
+_HLA_COL = re.compile(r"^(?:HLA)?(" + "|".join(sorted(HLA_LOCI, key=len, reverse=True)) + r")(?:([12]))?$", re.IGNORECASE)
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s._\-]", "", name).lower()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Reading settings; each is documented in README (input format)."""
+
+    missing_second: MissingSecond = MISSING_SECOND_DEFAULT
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which file column holds what: attributes, HLA (one or two columns per locus), KIR."""
+
+    attributes: dict[str, str]
+    hla_single: dict[str, str]
+    hla_pair: dict[str, tuple[str, str]]
+    kir_genes: dict[str, str]
+    unknown: tuple[str, ...]
+
+
+def map_columns(columns: list[str]) -> tuple[ColumnMap, list[Problem]]:
+    """Assign every column to a field, or report it as unknown (a warning: its values are not used)."""
+    problems: list[Problem] = []
+    attrs: dict[str, str] = {}
+    single: dict[str, str] = {}
+    pairs: dict[str, dict[str, str]] = defaultdict(dict)
+    kir: dict[str, str] = {}
+    unknown: list[str] = []
+    alias_of = {a: f for f, aliases in COLUMN_ALIASES.items() for a in aliases}
+    for col in columns:
+        k = _key(col)
+        if k in alias_of:
+            f = alias_of[k]
+            if f in attrs:
+                problems.append(Problem(f"two columns mean {f}: {attrs[f]!r} and {col!r}", column=col,
+                                        fix="keep one of them"))
+            else:
+                attrs[f] = col
+            continue
+        m = _HLA_COL.match(k)
+        if m:
+            locus = next(x for x in HLA_LOCI if x.lower() == m[1].lower())
+            if m[2]:
+                pairs[locus][m[2]] = col
+            else:
+                single[locus] = col
+            continue
+        if KIR_COLUMN.match(k):
+            kir[col] = col
+            continue
+        unknown.append(col)
+    hla_pair: dict[str, tuple[str, str]] = {}
+    for locus, d in pairs.items():
+        if set(d) != {"1", "2"}:
+            problems.append(Problem(f"locus {locus} has only column {next(iter(d.values()))!r} of a pair",
+                                    column=next(iter(d.values())), fix=f"add the other {locus} column (_1 and _2)"))
+            continue
+        if locus in single:
+            problems.append(Problem(f"locus {locus} is given both in one column and in two", column=single[locus]))
+            continue
+        hla_pair[locus] = (d["1"], d["2"])
+    for col in unknown:
+        problems.append(Problem("column not recognised: its values are not used", severity="warning", column=col,
+                                fix="rename it to a documented column name (README: input format)"))
+    if "id" not in attrs:
+        problems.append(Problem("no id column", fix="add a column 'id' naming each person"))
+    if "relation" not in attrs and not {"father_id", "mother_id"} <= set(attrs):
+        problems.append(Problem("no relation column", fix="add a column 'relation' (patient, father, mother, sibling, …)"))
+    return ColumnMap(attrs, single, hla_pair, kir, tuple(unknown)), problems
+
+
+ROW = "__row__"
+
+
+def read_table(path: str | Path) -> tuple[pl.DataFrame, list[Problem]]:
+    """A table of strings (CSV, TSV or Parquet by extension; the CSV separator ',' ';' or tab is sniffed),
+    with column ``__row__`` = the 1-based data row. A row with the wrong number of cells is reported, not read."""
+    import csv
+    import io
+
+    path = Path(path)
+    fname = str(path)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            df = pl.read_parquet(path).select(pl.all().cast(pl.String))
+            return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), []
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
+    except FileNotFoundError:
+        raise InputError.one("file not found", file=fname) from None
+    except (OSError, pl.exceptions.PolarsError) as e:
+        raise InputError.one(f"cannot read the file: {e}", file=fname) from None
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise InputError.one("the file is empty", file=fname)
+    first = lines[0]
+    sep = "\t" if (path.suffix.lower() in (".tsv", ".tab") or first.count("\t") > first.count(",")) else (
+        ";" if first.count(";") > first.count(",") else ",")
+    rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=sep))
+    header = [h.strip() for h in rows[0]]
+    problems: list[Problem] = []
+    dupes = {h for h in header if header.count(h) > 1}
+    for h in sorted(dupes):
+        problems.append(Problem("the header names this column twice", file=fname, column=h, fix="rename one of them"))
+    if dupes:
+        raise InputError(problems)
+    data: dict[str, list] = {h: [] for h in header}
+    data[ROW] = []
+    for i, r in enumerate(rows[1:], 1):
+        if len(r) != len(header):
+            problems.append(Problem(f"row has {len(r)} cells, the header has {len(header)}", file=fname, row=i,
+                                    value=sep.join(r)[:80], fix="check for a missing or extra separator"))
+            continue
+        for h, v in zip(header, r):
+            data[h].append(v.strip())
+        data[ROW].append(i)
+    schema = {h: pl.String for h in header} | {ROW: pl.Int64}
+    return pl.DataFrame(data, schema=schema), problems
+
+
+# -- cell readers: each returns (value, problem-or-None) ----------------------------------------------------
+_YES = {"yes", "y", "true", "t", "1", "available", "avail"}
+_NO = {"no", "n", "false", "f", "0", "unavailable", "not available", "na-unavailable"}
+
+
+def _relation(v: str) -> str | None:
+    t = re.sub(r"\s+", " ", v.strip().lower().replace("_", " "))
+    t = RELATION_ALIASES.get(t, RELATION_ALIASES.get(t.replace(" ", ""), t))
+    return t if t in RELATIONS else None
+
+
+def _sex(v: str) -> str | None:
+    t = v.strip().lower()
+    return {"m": "M", "male": "M", "man": "M", "boy": "M", "f": "F", "female": "F", "woman": "F", "girl": "F",
+            "w": "F"}.get(t)
+
+
+_ABO = re.compile(r"^(AB|A|B|O|0)\s*(?:RH)?\s*([+-]|POS|NEG|POSITIVE|NEGATIVE|D\+|D-)?$", re.IGNORECASE)
+
+
+def _abo(v: str) -> tuple[str, str | None] | None:
+    m = _ABO.match(v.strip().upper().replace(" ", ""))
+    if not m:
+        return None
+    group = "O" if m[1] == "0" else m[1]
+    rh = m[2]
+    if rh:
+        rh = "+" if rh.upper().replace("D", "") in ("+", "POS", "POSITIVE") else "-"
+    return group, rh
+
+
+def _cmv(v: str) -> bool | None:
+    t = v.strip().lower()
+    if t in ("pos", "positive", "+", "1", "yes", "igg+", "reactive", "r"):
+        return True
+    if t in ("neg", "negative", "-", "0", "no", "igg-", "non-reactive", "nonreactive", "nr"):
+        return False
+    return None
+
+
+def _fcgr3a(v: str) -> str | None:
+    t = re.sub(r"158|176|[\s/]", "", v.strip().upper())
+    return {"VV": "VV", "VF": "VF", "FV": "VF", "FF": "FF"}.get(t)
+
+
+def _number(v: str) -> float | None:
+    try:
+        x = float(v.strip().replace(",", "."))
+    except ValueError:
+        return None
+    return x
+
+
+def _date(v: str) -> date | None:
+    try:
+        return date.fromisoformat(v.strip())
+    except ValueError:
+        return None
+
+
+def read_family_file(
+    path: str | Path, nomenclature: Nomenclature, settings: Settings = Settings(), *, strict: bool = True,
+) -> tuple[list[Family], list[Problem]]:
+    """Every family in the file, and every problem found. With ``strict`` (the default) any error raises
+    one InputError carrying all problems; otherwise families are returned from the rows that read clean."""
+    fname = str(path)
+    table, problems = read_table(path)
+    cmap, col_problems = map_columns([c for c in table.columns if c != ROW])
+    problems += [Problem(**{**p.to_dict(), "file": fname}) for p in col_problems]
+    if any(p.severity == "error" for p in problems if p.row is None and p.column is None) or "id" not in cmap.attributes:
+        if strict:
+            raise InputError(problems)
+        return [], problems
+    people: list[Person] = []
+    clean: set[int] = set()
+    for row in table.iter_rows(named=True):
+        i = row[ROW]
+        person, row_problems = _read_person(row, i, fname, cmap, nomenclature, settings)
+        problems += row_problems
+        people.append(person)
+        if not any(p.severity == "error" for p in row_problems):
+            clean.add(i)
+    # Family-level checks see every row, even one with a bad cell, so that no problem hides another.
+    families, fam_problems = _group_families(people, fname, "family_id" in cmap.attributes)
+    problems += fam_problems
+    families = [Family(f.id, tuple(p for p in f.people if p.source_row in clean), f.warnings) for f in families]
+    if strict and any(p.severity == "error" for p in problems):
+        raise InputError(problems)
+    return families, problems
+
+
+def _read_person(row: dict, i: int, fname: str, cmap: ColumnMap, nom: Nomenclature, settings: Settings):
+    problems: list[Problem] = []
+    a = cmap.attributes
+
+    def cell(field: str) -> str:
+        col = a.get(field)
+        v = row.get(col) if col else None
+        return "" if v is None else str(v).strip()
+
+    def bad(field: str, message: str, fix: str | None = None, severity: str = "error") -> None:
+        problems.append(Problem(message, severity=severity, file=fname, row=i, column=a.get(field),
+                                value=cell(field), fix=fix))
+
+    pid = cell("id")
+    if not pid:
+        bad("id", "empty id", "give every person an id")
+    relation_text = cell("relation")
+    relation = _relation(relation_text) if relation_text else None
+    if "relation" in a and relation is None:
+        bad("relation", "unknown relation" if relation_text else "empty relation",
+            "use one of: " + ", ".join(RELATIONS))
+    sex = _sex(cell("sex")) if cell("sex") else None
+    if cell("sex") and sex is None:
+        bad("sex", "sex not understood", "use M or F")
+    if relation in RELATION_SEX and sex and sex != RELATION_SEX[relation]:
+        bad("sex", f"a {relation} cannot be sex {sex}", "correct the relation or the sex column")
+    if relation in RELATION_SEX and sex is None:
+        sex = RELATION_SEX[relation]
+    age = None
+    if cell("age"):
+        age = _number(cell("age"))
+        if age is None or not (0 <= age < 120):
+            bad("age", "age is not a number of years between 0 and 120", "write the age in years, e.g. 34")
+            age = None
+    birth = None
+    if cell("birth_date"):
+        birth = _date(cell("birth_date"))
+        if birth is None:
+            bad("birth_date", "birth date not in YYYY-MM-DD form", "write e.g. 1987-04-23")
+    weight = None
+    if cell("weight_kg"):
+        weight = _number(cell("weight_kg"))
+        if weight is None or not (0 < weight < 400):
+            bad("weight_kg", "weight is not a number of kilograms between 0 and 400")
+            weight = None
+    abo = rh = None
+    if cell("abo"):
+        r = _abo(cell("abo"))
+        if r is None:
+            bad("abo", "blood group not understood", "write A, B, AB or O with Rh, e.g. 'A+' or 'O neg'")
+        else:
+            abo, rh = r
+    cmv = None
+    if cell("cmv"):
+        cmv = _cmv(cell("cmv"))
+        if cmv is None:
+            bad("cmv", "CMV serostatus not understood", "write pos or neg")
+    fc = None
+    if cell("fcgr3a"):
+        fc = _fcgr3a(cell("fcgr3a"))
+        if fc is None:
+            bad("fcgr3a", "FCGR3A-158 genotype not understood", "write VV, VF or FF")
+    available = None
+    if cell("available"):
+        t = cell("available").lower()
+        available = True if t in _YES else False if t in _NO else None
+        if available is None:
+            bad("available", "availability not understood", "write yes or no")
+    parity = None
+    if cell("parity"):
+        n = _number(cell("parity"))
+        if n is None or n < 0 or n != int(n):
+            bad("parity", "parity is not a whole number")
+        else:
+            parity = int(n)
+    hla = {}
+    for locus in HLA_LOCI:
+        if locus in cmap.hla_single:
+            col = cmap.hla_single[locus]
+            src = {"file": fname, "row": i, "column": col}
+            t, p = parse_cell(row.get(col), locus, missing_second=settings.missing_second, source=src)
+        elif locus in cmap.hla_pair:
+            c1, c2 = cmap.hla_pair[locus]
+            src = {"file": fname, "row": i, "column": f"{c1}/{c2}"}
+            t, p = parse_cell(row.get(c1), locus, second=row.get(c2) or "", missing_second=settings.missing_second,
+                              source=src)
+        else:
+            continue
+        problems += p
+        if t is not None:
+            problems += check_names(t, nom, src)
+            hla[locus] = t
+    kir = None
+    kir_cells = {col: row.get(col) for col in cmap.kir_genes}
+    if kir_cells or cell("kir"):
+        kir, p = _read_kir(kir_cells, cell("kir"), fname, i, a.get("kir"))
+        problems += p
+    return Person(
+        id=pid, relation=relation or "unrelated", family_id=cell("family_id") or None,
+        father_id=cell("father_id") or None, mother_id=cell("mother_id") or None, sex=sex, age=age,
+        birth_date=birth, weight_kg=weight, abo=abo, rh=rh, cmv=cmv, fcgr3a=fc, available=available,
+        parity=parity, hla=hla, kir=kir, source_file=fname, source_row=i,
+    ), problems
+
+
+def _read_kir(cells: dict[str, str | None], whole: str, fname: str, row: int, whole_col: str | None):
+    """KIR from gene columns or one typing cell; the kir module reads the values."""
+    from haplomatch import kir as kirmod
+
+    problems: list[Problem] = []
+    try:
+        if cells:
+            values = {c: ("" if v is None else str(v)) for c, v in cells.items()}
+            return kirmod.from_columns(values, source={"file": fname, "row": row}), problems
+        src = {"file": fname, "row": row, "column": whole_col}
+        if "*" in whole or "#" in whole:
+            return kirmod.parse_gl(whole, source=src), problems
+        return kirmod.parse_gene_list(whole, source=src), problems
+    except InputError as e:
+        return None, list(e.problems)
+
+
+def _group_families(people: list[Person], fname: str, has_family_column: bool) -> tuple[list[Family], list[Problem]]:
+    problems: list[Problem] = []
+    groups: dict[str | None, list[Person]] = defaultdict(list)
+    for p in people:
+        groups[p.family_id].append(p)
+    if has_family_column and None in groups:
+        for p in groups[None]:
+            problems.append(Problem("empty family_id in a file with several families", file=fname, row=p.source_row,
+                                    column="family_id", fix="give the family id"))
+    families = []
+    for fid, members in groups.items():
+        ids: dict[str, int] = {}
+        for p in members:
+            if p.id in ids:
+                problems.append(Problem(f"id {p.id!r} is used twice (rows {ids[p.id]} and {p.source_row})",
+                                        file=fname, row=p.source_row, column="id", value=p.id, fix="make ids unique"))
+            ids[p.id] = p.source_row or 0
+        patients = [p for p in members if p.relation == "patient"]
+        label = f"family {fid}" if fid else "the family"
+        if len(patients) != 1:
+            problems.append(Problem(
+                f"{label} has {len(patients)} patients; exactly one row must have relation 'patient'", file=fname,
+                row=patients[1].source_row if len(patients) > 1 else None, column="relation",
+                fix="mark the one patient"))
+        for p in members:
+            for field in ("father_id", "mother_id"):
+                ref = getattr(p, field)
+                if ref and ref not in ids:
+                    problems.append(Problem(f"{field} {ref!r} is not an id in {label}", file=fname, row=p.source_row,
+                                            column=field, value=ref, fix="give the parent a row, or leave the cell empty"))
+                if ref and ref == p.id:
+                    problems.append(Problem("a person cannot be their own parent", file=fname, row=p.source_row,
+                                            column=field, value=ref))
+        families.append(Family(fid, tuple(members)))
+    return families, problems

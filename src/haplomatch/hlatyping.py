@@ -1,0 +1,143 @@
+"""HLA typings of one person at one locus, read from the cells labs export.
+
+A locus typing is a list of genotype alternatives (GL ``|``); each genotype has two slots (``+``); each slot
+is a list of possible typings (GL ``/``). An empty slot means "not typed" (any allele). Cells accepted
+(issue 3): ``A*01:01+A*02:01``, ``A*01:01, A*02:01``, ``01:01/02:01`` (one ambiguous slot), bare fields under a
+locus column, serology, XX, G/P, MAC codes, ``HLA-`` prefixes, and one allele per column (``A_1``/``A_2``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from haplomatch.errors import Problem, UnknownAlleleError
+from haplomatch.nomenclature import Nomenclature, normalise
+
+#: What a blank or '-' second allele means. 'homozygous' (default) repeats the first allele, with a
+#: warning in the output; 'untyped' leaves the slot open (any allele); 'error' refuses the row.
+MissingSecond = Literal["homozygous", "untyped", "error"]
+MISSING_SECOND_DEFAULT: MissingSecond = "homozygous"
+
+BLANK = frozenset({"", "-", "--", "na", "n/a", "nt", "nd", "?", "none", "blank"})
+_TWO = re.compile(r"\s*[+,;]\s*")
+
+Slot = tuple[str, ...]
+Genotype = tuple[Slot, Slot]
+
+
+@dataclass(frozen=True)
+class LocusTyping:
+    """A person's typing at one locus: genotype alternatives, each of two slots of possible typings."""
+
+    locus: str
+    genotypes: tuple[Genotype, ...]
+    text: str = ""
+    assumed_homozygous: bool = False
+
+    @property
+    def typed(self) -> bool:
+        return any(s for g in self.genotypes for s in g)
+
+    def names(self) -> tuple[str, ...]:
+        """Every typing name that appears, in order, without duplicates."""
+        seen: dict[str, None] = {}
+        for g in self.genotypes:
+            for slot in g:
+                for n in slot:
+                    seen.setdefault(n, None)
+        return tuple(seen)
+
+    def gl(self) -> str:
+        """The typing as a GL string (``/``, ``+``, ``|``); an open slot is written ``<locus>*XX``."""
+        def slot(s: Slot) -> str:
+            return "/".join(s) if s else f"{self.locus}*XX"
+        return "|".join(f"{slot(a)}+{slot(b)}" for a, b in self.genotypes)
+
+
+def _slot(text: str, locus: str) -> Slot:
+    return tuple(normalise(x, locus) for x in text.split("/") if x.strip())
+
+
+def parse_cell(
+    value: str | None, locus: str, *, second: str | None = None, missing_second: MissingSecond = MISSING_SECOND_DEFAULT,
+    source: dict | None = None,
+) -> tuple[LocusTyping | None, list[Problem]]:
+    """Read one locus from one cell (``second`` given: the two-column layout). Returns the typing (None
+    when the locus is not typed at all) and the problems found (errors and warnings), never raising."""
+    src = dict(source or {})
+    problems: list[Problem] = []
+    first = (value or "").strip()
+    other = None if second is None else second.strip()
+    if first.lower() in BLANK and (other is None or other.lower() in BLANK):
+        return None, problems
+    if other is not None:
+        if first.lower() in BLANK:
+            first, other = other, ""
+        if _TWO.search(first) or _TWO.search(other):
+            problems.append(Problem("two alleles in one cell of a two-column locus", value=first + " | " + other,
+                                    fix=f"put one allele in each of the two {locus} columns", **src))
+            return None, problems
+        slots = [first, other]
+    else:
+        if "|" in first:
+            genos = []
+            for alt in first.split("|"):
+                parts = _TWO.split(alt.strip())
+                if len(parts) != 2 or not all(p.strip() for p in parts):
+                    problems.append(Problem("each '|' alternative needs two alleles joined by '+'", value=first, **src))
+                    return None, problems
+                genos.append((_slot(parts[0], locus), _slot(parts[1], locus)))
+            return LocusTyping(locus, tuple(genos), first), problems
+        slots = [p for p in _TWO.split(first)]
+        if len(slots) > 2:
+            problems.append(Problem(f"more than two alleles for {locus}", value=first,
+                                    fix="give at most two alleles, joined by '+'", **src))
+            return None, problems
+        if len(slots) == 1:
+            slots.append("")
+    a, b = slots
+    if a.strip().lower() in BLANK:
+        a, b = b, a
+    homo = False
+    if b.strip().lower() in BLANK:
+        if missing_second == "error":
+            problems.append(Problem(f"only one {locus} allele", value=first, severity="error",
+                                    fix="give the second allele, or repeat the first if homozygous", **src))
+            return None, problems
+        if missing_second == "homozygous":
+            b, homo = a, True
+            problems.append(Problem(f"only one {locus} allele: read as homozygous (setting missing_second=homozygous)",
+                                    value=first, severity="warning",
+                                    fix="repeat the allele if homozygous, or type the second allele", **src))
+        else:
+            b = ""
+            problems.append(Problem(f"only one {locus} allele: the second is taken as untyped", value=first,
+                                    severity="warning", **src))
+    text = first if other is None else f"{first}+{other}"
+    return LocusTyping(locus, ((_slot(a, locus), _slot(b, locus)),), text, homo), problems
+
+
+def check_names(typing: LocusTyping, nomenclature: Nomenclature, source: dict | None = None) -> list[Problem]:
+    """Every name of the typing resolves in the release (errors name the value and nearest names); the
+    warnings of resolution (renamed alleles, v2 names, MAC expansion) are passed on."""
+    problems: list[Problem] = []
+    src = dict(source or {})
+    for name in typing.names():
+        if not name.upper().startswith(typing.locus.upper() + "*") and "*" in name:
+            problems.append(Problem(f"allele of another locus in the {typing.locus} column", value=name, **src))
+            continue
+        try:
+            r = nomenclature.resolve_one(name)
+        except UnknownAlleleError as e:
+            fix = f"did you mean {', '.join(e.suggestions)}?" if e.suggestions else None
+            problems.append(Problem(e.reason or "unknown typing", value=name, fix=fix, **src))
+            continue
+        if r.typing.kind != "serology" and r.typing.locus != typing.locus:
+            problems.append(Problem(f"allele of locus {r.typing.locus} in the {typing.locus} column", value=name, **src))
+        elif r.typing.kind == "serology" and r.typing.locus != typing.locus:
+            problems.append(Problem(f"antigen of locus {r.typing.locus} in the {typing.locus} column", value=name, **src))
+        for w in r.warnings:
+            problems.append(Problem(w, value=name, severity="warning", **src))
+    return problems
