@@ -136,3 +136,31 @@ def test_vectorised_resolve_keeps_rows_and_reports_errors(nom):
     assert out.candidates.filter(pl.col("input") == "A*02:01").height == len(nom.resolve_one("A*02:01").alleles)
     with pytest.raises(UnknownAlleleError):
         nom.resolve(["A*02:01", "nonsense"])
+
+
+def test_every_release_allele_name_parses_and_resolves_to_itself(nom, alleles):
+    # Allelelist.txt 3.58.0: all 41,433 names are WHO v3 names that name exactly one allele.
+    names = alleles["allele"].to_list()
+    assert len(names) == 41433
+    bad = []
+    for name in names:
+        t = parse(name)
+        r = nom.resolve_one(name)
+        if t.kind != "allele" or r.alleles != (name,) or t.key + t.suffix != name:
+            bad.append(name)
+    assert bad == []
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from haplomatch.errors import HaplomatchError  # noqa: E402
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(max_size=30), st.from_regex(r"(HLA-)?[A-Z]{1,4}[0-9]?\*[0-9:XNLSQ]{0,14}", fullmatch=True)))
+def test_resolver_raises_only_its_own_error(nom, text):
+    try:
+        nom.resolve_one(text)
+    except HaplomatchError:
+        pass

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Iterable, Literal
 
 import polars as pl
@@ -142,71 +143,94 @@ class Nomenclature:
         self._tables = (alleles, deleted, ser_ser)
         self._deleted = {a: (d, r) for a, d, r in deleted.select("allele", "description", "renamed_to").iter_rows()}
         self._children = _antigen_children(ser_ser)
-        self._names: dict[int, pl.DataFrame] = {}
         self.loci = frozenset(alleles["locus"].unique().to_list())
 
     def with_mac(self, mac: dict[str, tuple[str, ...]]) -> "Nomenclature":
         """The same release, with the user's NMDP MAC table (see ``haplomatch.mac``)."""
         return Nomenclature(*self._tables, mac=mac)
 
-    # -- expansion of one parsed typing -------------------------------------------------------------
-    def _by_prefix(self, key: str, nfields: int, suffix: str) -> pl.DataFrame:
-        a = self.alleles
-        col = f"name{nfields}"
-        exact = a.filter((pl.col(col) == key) & (pl.col("suffix") == suffix))
-        if exact.height or suffix:
-            return exact
-        return a.filter(pl.col(col) == key)
+    # -- indexes: built once per release, so one lookup per distinct typing is a dict access --------
+    @cached_property
+    def _prefix_index(self) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """(name_k, suffix) → alleles and (name_k, '*') → (allele, suffix) pairs, for k = 1..4."""
+        idx: dict[tuple[str, str], list] = defaultdict(list)
+        cols = ["allele", "suffix", "name1", "name2", "name3", "name4"]
+        for allele, suffix, *names in self.alleles.select(cols).iter_rows():
+            for n in names:
+                if n is not None:
+                    idx[(n, suffix)].append(allele)
+                    idx[(n, "*")].append((allele, suffix))
+        return dict(idx)
+
+    @cached_property
+    def _group_index(self) -> dict[str, list[str]]:
+        idx: dict[str, list[str]] = defaultdict(list)
+        for allele, g, p in self.alleles.select("allele", "g_group", "p_group").iter_rows():
+            if g:
+                idx[g].append(allele)
+            if p:
+                idx[p].append(allele)
+        return dict(idx)
+
+    @cached_property
+    def _antigen_index(self) -> dict[tuple[str, str], list[str]]:
+        """(locus, antigen) → alleles whose serological equivalent is, or may be, that antigen."""
+        idx: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for allele, locus, ag, possible in self.alleles.select("allele", "locus", "antigen", "antigens_possible").iter_rows():
+            for a in ([ag] if ag else []) + list(possible or []):
+                idx[(locus, a)].add(allele)
+        return {k: sorted(v) for k, v in idx.items()}
+
+    def _by_prefix(self, key: str, nfields: int, suffix: str) -> list[tuple[str, str]]:
+        """(allele, suffix) of every allele named ``key`` at ``nfields`` fields with that suffix; with no
+        suffix given and no suffix-less allele, those with any suffix (the caller warns)."""
+        exact = self._prefix_index.get((key, suffix), [])
+        if exact or suffix:
+            return [(a, suffix) for a in exact]
+        return self._prefix_index.get((key, "*"), [])
 
     def _expand(self, t: Typing) -> tuple[list[str], list[str]]:
-        a = self.alleles
         warnings: list[str] = []
         if t.kind == "mac":
             return self._expand_mac(t)
         if t.locus not in self.loci:
             raise UnknownAlleleError(t.text, reason=f"no locus {t.locus} in IPD-IMGT/HLA", suggestions=_near(t.locus, self.loci))
+        hits: list[tuple[str, str]]
         if t.kind == "xx":
-            hits = a.filter((pl.col("name1") == t.key) & (pl.col("suffix") == ""))
-        elif t.kind == "g_group":
-            hits = a.filter(pl.col("g_group") == t.key)
-        elif t.kind == "p_group":
-            hits = a.filter(pl.col("p_group") == t.key)
+            hits = self._by_prefix(t.key, 1, "")
+        elif t.kind in ("g_group", "p_group"):
+            hits = [(a, "") for a in self._group_index.get(t.key, [])]
         elif t.kind == "serology":
-            wanted = self._with_children(t.key)
-            hits = a.filter(
-                (pl.col("locus") == t.locus)
-                & (pl.col("antigen").is_in(wanted) | pl.col("antigens_possible").list.eval(pl.element().is_in(wanted)).list.any())
-            )
-            if hits.height == 0:
+            found: set[str] = set()
+            for ag in self._with_children(t.key):
+                found.update(self._antigen_index.get((t.locus, ag), ()))
+            if not found:
                 raise UnknownAlleleError(t.text, reason="no allele of the release has this serological equivalent")
-            return sorted(hits["allele"].to_list()), warnings
+            return sorted(found), warnings
         elif "v2" in t.warnings:
             digits = t.key.split("*", 1)[1].rstrip("NLSCAQ")
-            found = []
+            found_v2 = []
             for cand in _v2_candidates(t.locus, digits):
-                n = cand.count(":") + 1
-                h = self._by_prefix(cand, n, t.suffix)
-                if h.height:
-                    found.append((cand, h))
-            if len(found) == 1:
-                cand, hits = found[0]
-                warnings.append(f"{t.text!r} is a pre-2010 (v2) name, read as {cand}{t.suffix}")
-            elif len(found) > 1:
+                h = self._by_prefix(cand, cand.count(":") + 1, t.suffix)
+                if h:
+                    found_v2.append((cand, h))
+            if len(found_v2) > 1:
                 raise UnknownAlleleError(
                     t.text, reason="this v2 name has several v3 readings; give the v3 name",
-                    suggestions=[c + t.suffix for c, _ in found],
+                    suggestions=[c + t.suffix for c, _ in found_v2],
                 )
-            else:
-                hits = a.head(0)
+            hits = found_v2[0][1] if found_v2 else []
+            if found_v2:
+                warnings.append(f"{t.text!r} is a pre-2010 (v2) name, read as {found_v2[0][0]}{t.suffix}")
         else:
             hits = self._by_prefix(t.key, t.nfields, t.suffix)
-            if hits.height and not t.suffix and (hits["suffix"] != "").all():
+            if hits and not t.suffix and all(sfx for _, sfx in hits):
                 warnings.append(
-                    f"{t.text!r} exists only with an expression suffix ({', '.join(sorted(set(hits['suffix'])))}); read as such"
+                    f"{t.text!r} exists only with an expression suffix ({', '.join(sorted({sfx for _, sfx in hits}))}); read as such"
                 )
-        if hits.height == 0:
+        if not hits:
             return self._deleted_or_unknown(t)
-        return sorted(hits["allele"].to_list()), warnings
+        return sorted(a for a, _ in hits), warnings
 
     def _expand_mac(self, t: Typing) -> tuple[list[str], list[str]]:
         from haplomatch.mac import expand

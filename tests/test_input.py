@@ -1,0 +1,192 @@
+"""Reading family files, HLA cells, MAC codes and antibody reports: every problem located, nothing lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from haplomatch.cli import main
+from haplomatch.errors import InputError, Problem
+from haplomatch.hlatyping import check_names, parse_cell
+from haplomatch.mac import read_mac_table
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="module")
+def nom(ref):
+    return ref.nomenclature
+
+
+# -- HLA cells as labs write them --------------------------------------------------------------------------
+@pytest.mark.parametrize("cell,gl", [
+    ("A*01:01+A*02:01", "A*01:01+A*02:01"),
+    ("A*01:01, A*02:01", "A*01:01+A*02:01"),
+    ("HLA-A*01:01+HLA-A*02:01", "A*01:01+A*02:01"),
+    ("01:01+02:01", "A*01:01+A*02:01"),  # bare fields under the A column
+    ("A*01:01/A*01:02+A*02:01", "A*01:01/A*01:02+A*02:01"),
+    ("A*01:01+A*02:01|A*01:02+A*02:01", "A*01:01+A*02:01|A*01:02+A*02:01"),  # GL genotype list
+    ("A1, A2", "A1+A2"),  # serology
+    ("A*02:XX+A*01:01", "A*02:XX+A*01:01"),
+])
+def test_one_column_cells(cell, gl):
+    t, problems = parse_cell(cell, "A")
+    assert t.gl() == gl and not problems
+
+
+def test_two_column_cells():
+    t, problems = parse_cell("02:01", "A", second="24:02")
+    assert t.gl() == "A*02:01+A*24:02" and not problems
+
+
+@pytest.mark.parametrize("second", ["", "-", "NT"])
+def test_blank_second_allele_is_homozygous_with_warning(second):
+    t, problems = parse_cell("02:01", "A", second=second)
+    assert t.gl() == "A*02:01+A*02:01" and t.assumed_homozygous
+    assert [p.severity for p in problems] == ["warning"]
+
+
+def test_blank_second_allele_settings():
+    t, _ = parse_cell("A*02:01", "A", missing_second="untyped")
+    assert t.gl() == "A*02:01+A*XX"
+    t, problems = parse_cell("A*02:01", "A", missing_second="error")
+    assert t is None and problems[0].severity == "error"
+
+
+def test_untyped_locus_is_none():
+    assert parse_cell("", "A") == (None, [])
+    assert parse_cell("-", "A", second="-") == (None, [])
+
+
+def test_cells_are_checked_against_the_release(nom):
+    t, _ = parse_cell("A*99:01+B*07:02", "A", source={"file": "f.csv", "row": 3, "column": "A"})
+    problems = check_names(t, nom, {"file": "f.csv", "row": 3, "column": "A"})
+    assert {p.value for p in problems} == {"A*99:01", "B*07:02"}
+    assert all(p.row == 3 and p.column == "A" for p in problems)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40), st.sampled_from(["A", "B", "DRB1"]), st.one_of(st.none(), st.text(max_size=12)))
+def test_cell_parser_never_raises(nom, text, locus, second):
+    t, problems = parse_cell(text, locus, second=second)
+    assert all(isinstance(p, Problem) for p in problems)
+    if t is not None:
+        assert all(isinstance(p, Problem) for p in check_names(t, nom))
+
+
+# -- MAC ---------------------------------------------------------------------------------------------------
+def test_mac_codes_expand_with_the_users_table(nom):
+    # NMDP numer.v3 layout; codes as published (RULES 7.6, py-ard PR #65): AB = 01/02; ASXJP allele-specific
+    table = read_mac_table(DATA / "mac-numer-fixture.txt")
+    assert table["AB"] == ("01", "02")
+    m = nom.with_mac(table)
+    got = set(m.resolve_one("B*08:AB").alleles)
+    assert got == set(m.resolve_one("B*08:01").alleles) | set(m.resolve_one("B*08:02").alleles)
+    assert "B*08:19N" in m.resolve_one("B*08:ASXJP").alleles
+
+
+def test_mac_table_errors(tmp_path):
+    bad = tmp_path / "mac.txt"
+    bad.write_text("CODE\tSUBTYPE\nthis is not a code line\n")
+    with pytest.raises(InputError) as e:
+        read_mac_table(bad)
+    assert e.value.problems[0].row == 2
+
+
+# -- family files -------------------------------------------------------------------------------------------
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_clean_example_validates():
+    r = run("validate", str(EXAMPLES / "neuroblastoma-family.csv"), "--antibodies",
+            str(EXAMPLES / "neuroblastoma-antibodies.csv"))
+    assert r.exit_code == 0, r.output
+
+
+def test_messy_example_lists_every_problem():
+    r = run("validate", str(EXAMPLES / "messy-family.csv"), "--format", "json")
+    assert r.exit_code == 2
+    problems = json.loads(r.output)
+    assert all(set(p) >= {"file", "row", "column", "value", "message", "severity"} for p in problems)
+    errors = [p for p in problems if p["severity"] == "error"]
+    kinds = {p["message"].split(":")[0].split("(")[0].strip() for p in errors}
+    assert len(kinds) >= 10, kinds
+    located = {(p["row"], p["column"]) for p in errors}
+    assert (3, "age") in located and (4, "relation") in located and (5, "id") in located
+
+
+def test_reader_returns_people(ref):
+    from haplomatch.familyfile import read_family_file
+
+    families, problems = read_family_file(EXAMPLES / "neuroblastoma-family.csv", ref.nomenclature)
+    assert len(families) == 1 and not [p for p in problems if p.severity == "error"]
+    fam = families[0]
+    assert fam.patient.id == "P01"
+    assert fam.loci == ("A", "C", "B", "DRB1", "DQB1", "DPB1")
+    father = fam.person("F01")
+    assert (father.sex, father.age, father.abo, father.rh, father.cmv, father.fcgr3a, father.available) == (
+        "M", 38.0, "A", "+", True, "VV", True)
+    assert father.hla["B"].gl() == "B*08:01+B*07:02"
+
+
+def test_strict_reader_raises_with_all_problems(ref):
+    from haplomatch.familyfile import read_family_file
+
+    with pytest.raises(InputError) as e:
+        read_family_file(EXAMPLES / "messy-family.csv", ref.nomenclature)
+    assert len([p for p in e.value.problems if p.severity == "error"]) >= 10
+
+
+@pytest.mark.parametrize("header", ["A_1,A_2", "HLA-A_1,HLA-A_2", "A.1,A.2"])
+def test_two_column_headers(ref, tmp_path, header):
+    from haplomatch.familyfile import read_family_file
+
+    f = tmp_path / "fam.csv"
+    f.write_text(f"ID,Relationship,{header}\np,patient,02:01,24:02\nm,mother,02:01,\n")
+    (fam,), problems = read_family_file(f, ref.nomenclature)
+    assert fam.person("p").hla["A"].gl() == "A*02:01+A*24:02"
+    assert fam.person("m").hla["A"].assumed_homozygous
+    assert [p.row for p in problems if p.severity == "warning"] == [2]
+
+
+def test_tsv_semicolon_and_ragged_rows(ref, tmp_path):
+    from haplomatch.familyfile import read_family_file
+
+    f = tmp_path / "fam.tsv"
+    f.write_text("id\trelation\tA\np\tpatient\tA*02:01+A*01:01\nm\tmother\n")
+    with pytest.raises(InputError) as e:
+        read_family_file(f, ref.nomenclature)
+    assert e.value.problems[0].row == 2 and "cells" in e.value.problems[0].message
+    g = tmp_path / "fam.csv"
+    g.write_text("id;relation;A\np;patient;A*02:01+A*01:01\n")
+    (fam,), _ = read_family_file(g, ref.nomenclature)
+    assert fam.patient.hla["A"].gl() == "A*02:01+A*01:01"
+
+
+def test_parquet_family_file(ref, tmp_path):
+    import polars as pl
+
+    from haplomatch.familyfile import read_family_file
+
+    f = tmp_path / "fam.parquet"
+    pl.DataFrame({"id": ["p", "f"], "relation": ["patient", "father"], "B": ["B*44:02+B*07:02", "B*07:02+B*08:01"]}).write_parquet(f)
+    (fam,), _ = read_family_file(f, ref.nomenclature)
+    assert fam.person("f").sex == "M"  # implied by the relation
+
+
+def test_antibody_report(ref):
+    from haplomatch.antibodies import read_antibodies
+
+    abs_, problems = read_antibodies(EXAMPLES / "neuroblastoma-antibodies.csv", ref.nomenclature)
+    kinds = {a.specificity: a.kind for a in abs_}
+    assert kinds == {"B7": "antigen", "DQB1*06:02": "allele", "A*24:02": "allele",
+                     "DQA1*05:01/DQB1*02:01": "pair", "Cw17": "unmapped"}
+    assert len(abs_) == 5  # the unmappable one is kept, and reported
+    assert [p.row for p in problems] == [5]
