@@ -190,3 +190,31 @@ def test_antibody_report(ref):
                      "DQA1*05:01/DQB1*02:01": "pair", "Cw17": "unmapped"}
     assert len(abs_) == 5  # the unmappable one is kept, and reported
     assert [p.row for p in problems] == [5]
+
+
+def test_ihiw_ped_file_with_gl_phenotypes(ref):
+    # IHIW-18 pedigree layout (Family_ID Individual_ID Paternal_ID Maternal_ID Sex Phenotype), as documented by
+    # the GRAMM family-haplotyping service (gramm.math.biu.ac.il/example); sex 1 = male, 2 = female.
+    from haplomatch.familyfile import read_family_file
+
+    (fam,), problems = read_family_file(EXAMPLES / "neuroblastoma-family.ped", ref.nomenclature, patient="P01")
+    rel = {p.id: p.relation for p in fam.people}
+    assert rel == {"F01": "father", "M01": "mother", "P01": "patient", "S01": "brother", "S02": "sister"}
+    assert fam.person("M01").hla["DPB1"].gl() == "DPB1*02:01+DPB1*04:02"
+    assert fam.person("F01").father_id is None  # '0' = not in the file
+
+
+def test_ped_file_needs_the_patient(ref):
+    from haplomatch.familyfile import read_family_file
+
+    with pytest.raises(InputError, match="--patient"):
+        read_family_file(EXAMPLES / "neuroblastoma-family.ped", ref.nomenclature)
+
+
+def test_gl_string_column(ref, tmp_path):
+    from haplomatch.familyfile import read_family_file
+
+    f = tmp_path / "fam.csv"
+    f.write_text("id,relation,hla\np,patient,hla#3.58.0#HLA-A*01:01+HLA-A*02:01^HLA-B*08:01+HLA-B*44:02\n")
+    (fam,), _ = read_family_file(f, ref.nomenclature)
+    assert fam.patient.hla["B"].gl() == "B*08:01+B*44:02"

@@ -84,10 +84,11 @@ def ligands_cmd(typings: tuple[str, ...], typings_file, locus: str | None, fmt: 
 @click.option("--mac-table", type=click.Path(dir_okay=False, path_type=Path), help="NMDP MAC table (numer.v3.txt).")
 @click.option("--missing-second", type=click.Choice(["homozygous", "untyped", "error"]), default="homozygous",
               show_default=True, help="What a blank or '-' second allele means.")
+@click.option("--patient", help="Id of the patient, for pedigree files without a relation column (IHIW-18 PED).")
 @click.option("--strict", is_flag=True, help="Exit 1 when there are warnings but no errors.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @REFERENCE_OPTION
-def validate_cmd(files, antibodies, mac_table, missing_second, strict, fmt, reference_dir) -> None:
+def validate_cmd(files, antibodies, mac_table, missing_second, patient, strict, fmt, reference_dir) -> None:
     """Read family FILES (and an antibody report) and list every problem: file, row, column, value, fix.
 
     Exit code: 0 clean (warnings allowed), 1 warnings only with --strict, 2 errors.
@@ -98,7 +99,7 @@ def validate_cmd(files, antibodies, mac_table, missing_second, strict, fmt, refe
 
     ref = _load(reference_dir)
     nom = _nomenclature(ref, mac_table)
-    problems = validate_files(list(files), nom, antibodies, Settings(missing_second=missing_second))
+    problems = validate_files(list(files), nom, antibodies, Settings(missing_second=missing_second), patient=patient)
     rows = [p.to_dict() for p in problems]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))

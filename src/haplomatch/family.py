@@ -88,3 +88,64 @@ class Family:
         """HLA loci typed in anyone, in chromosomal order (A, C, B, DRB1, DQB1, DPB1, then others)."""
         typed = {loc for p in self.people for loc, t in p.hla.items() if t.typed}
         return tuple(loc for loc in HLA_LOCI if loc in typed)
+
+
+def derive_relations(people: list[Person], patient_id: str) -> tuple[list[Person], list[Problem]]:
+    """Relations to the patient from father/mother links (for pedigree files without a relation column,
+    such as IHIW-18 PED). Persons not linked to the patient by these rules are 'unrelated', with a warning."""
+    from dataclasses import replace
+
+    by_id = {p.id: p for p in people}
+    problems: list[Problem] = []
+    if patient_id not in by_id:
+        return people, [Problem(f"patient {patient_id!r} is not an id in the file", column="id", value=patient_id,
+                                fix="give --patient the id of the patient's row")]
+    pt = by_id[patient_id]
+
+    def parents(p: Person | None) -> tuple[str | None, str | None]:
+        return (p.father_id, p.mother_id) if p else (None, None)
+
+    fa, mo = parents(pt)
+    side = {fa: "paternal", mo: "maternal"}
+    grand = {}
+    for parent_id, s in ((fa, "paternal"), (mo, "maternal")):
+        gf, gm = parents(by_id.get(parent_id)) if parent_id else (None, None)
+        if gf:
+            grand[gf] = f"{s} grandfather"
+        if gm:
+            grand[gm] = f"{s} grandmother"
+    out = []
+    for p in people:
+        pf, pm = p.father_id, p.mother_id
+        rel: str | None = None
+        if p.id == patient_id:
+            rel = "patient"
+        elif p.id == fa:
+            rel = "father"
+        elif p.id == mo:
+            rel = "mother"
+        elif p.id in grand:
+            rel = grand[p.id]
+        elif patient_id in (pf, pm):
+            rel = {"M": "son", "F": "daughter"}.get(p.sex or "", "child")
+        elif fa and mo and pf == fa and pm == mo:
+            rel = {"M": "brother", "F": "sister"}.get(p.sex or "", "sibling")
+        elif (fa and pf == fa) or (mo and pm == mo):
+            rel = "half-sibling"
+        else:
+            for parent_id in (fa, mo):
+                par = by_id.get(parent_id) if parent_id else None
+                if par and par.father_id and (pf, pm) == (par.father_id, par.mother_id):
+                    kind = {"M": "uncle", "F": "aunt"}.get(p.sex or "")
+                    rel = f"{side[parent_id]} {kind}" if kind else None
+            if rel is None:
+                aunts = {q.id for q in people if q.id not in (fa, mo) and (q.father_id, q.mother_id) in
+                         {parents(by_id.get(x)) for x in (fa, mo) if x} - {(None, None)}}
+                if pf in aunts or pm in aunts:
+                    rel = "cousin"
+        if rel is None:
+            rel = "unrelated"
+            problems.append(Problem(f"{p.id} is not linked to the patient by parent links: read as unrelated",
+                                    severity="warning", file=p.source_file, row=p.source_row, column="id", value=p.id))
+        out.append(replace(p, relation=rel, sex=p.sex or RELATION_SEX.get(rel)))
+    return out, problems

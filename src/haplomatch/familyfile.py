@@ -39,6 +39,8 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "available": ("available", "availability", "eligible", "donoravailable"),
     "parity": ("parity", "pregnancies", "nparity"),
     "kir": ("kir", "kirgenotype", "kirtyping", "kirgl", "kirgenes"),
+    # a whole HLA typing as one GL string (IHIW-18 PED files call it Phenotype)
+    "hla": ("hla", "hlagl", "glstring", "hlaglstring", "phenotype", "hlatyping", "hlagenotype"),
 }
 KIR_COLUMN = re.compile(r"^(?:KIR)?([23]D[LSP]\d[AB]?)(N|DEL|FL|FULL)?$", re.IGNORECASE)
 _HLA_COL = re.compile(r"^(?:HLA)?(" + "|".join(sorted(HLA_LOCI, key=len, reverse=True)) + r")(?:([12]))?$", re.IGNORECASE)
@@ -114,6 +116,9 @@ def map_columns(columns: list[str]) -> tuple[ColumnMap, list[Problem]]:
         problems.append(Problem("no id column", fix="add a column 'id' naming each person"))
     if "relation" not in attrs and not {"father_id", "mother_id"} <= set(attrs):
         problems.append(Problem("no relation column", fix="add a column 'relation' (patient, father, mother, sibling, …)"))
+    elif "relation" not in attrs:
+        problems.append(Problem("no relation column: relations are derived from father/mother ids and the patient "
+                                "given with --patient", severity="warning"))
     return ColumnMap(attrs, single, hla_pair, kir, tuple(unknown)), problems
 
 
@@ -141,9 +146,17 @@ def read_table(path: str | Path) -> tuple[pl.DataFrame, list[Problem]]:
     if not lines:
         raise InputError.one("the file is empty", file=fname)
     first = lines[0]
+    if path.suffix.lower() == ".ped":
+        # IHIW-18 / PLINK-style pedigree: whitespace-separated columns
+        rows = [ln.split() for ln in lines]
+        return _to_table(rows, fname, " ")
     sep = "\t" if (path.suffix.lower() in (".tsv", ".tab") or first.count("\t") > first.count(",")) else (
         ";" if first.count(";") > first.count(",") else ",")
     rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=sep))
+    return _to_table(rows, fname, sep)
+
+
+def _to_table(rows: list[list[str]], fname: str, sep: str) -> tuple[pl.DataFrame, list[Problem]]:
     header = [h.strip() for h in rows[0]]
     problems: list[Problem] = []
     dupes = {h for h in header if header.count(h) > 1}
@@ -178,8 +191,9 @@ def _relation(v: str) -> str | None:
 
 def _sex(v: str) -> str | None:
     t = v.strip().lower()
+    # PED files code sex 1 = male, 2 = female, 0 = unknown
     return {"m": "M", "male": "M", "man": "M", "boy": "M", "f": "F", "female": "F", "woman": "F", "girl": "F",
-            "w": "F"}.get(t)
+            "w": "F", "1": "M", "2": "F"}.get(t)
 
 
 _ABO = re.compile(r"^(AB|A|B|O|0)\s*(?:RH)?\s*([+-]|POS|NEG|POSITIVE|NEGATIVE|D\+|D-)?$", re.IGNORECASE)
@@ -227,6 +241,7 @@ def _date(v: str) -> date | None:
 
 def read_family_file(
     path: str | Path, nomenclature: Nomenclature, settings: Settings = Settings(), *, strict: bool = True,
+    patient: str | None = None,
 ) -> tuple[list[Family], list[Problem]]:
     """Every family in the file, and every problem found. With ``strict`` (the default) any error raises
     one InputError carrying all problems; otherwise families are returned from the rows that read clean."""
@@ -247,6 +262,15 @@ def read_family_file(
         people.append(person)
         if not any(p.severity == "error" for p in row_problems):
             clean.add(i)
+    if "relation" not in cmap.attributes:
+        if patient is None:
+            problems.append(Problem("the file has no relation column: say who the patient is (--patient ID)",
+                                    file=fname, fix="add a relation column, or pass --patient"))
+        else:
+            from haplomatch.family import derive_relations
+
+            people, p = derive_relations(people, patient)
+            problems += [Problem(**{**x.to_dict(), "file": x.file or fname}) for x in p]
     # Family-level checks see every row, even one with a bad cell, so that no problem hides another.
     families, fam_problems = _group_families(people, fname, "family_id" in cmap.attributes)
     problems += fam_problems
@@ -277,8 +301,8 @@ def _read_person(row: dict, i: int, fname: str, cmap: ColumnMap, nom: Nomenclatu
     if "relation" in a and relation is None:
         bad("relation", "unknown relation" if relation_text else "empty relation",
             "use one of: " + ", ".join(RELATIONS))
-    sex = _sex(cell("sex")) if cell("sex") else None
-    if cell("sex") and sex is None:
+    sex = _sex(cell("sex")) if cell("sex") not in ("", "0") else None
+    if cell("sex") not in ("", "0") and sex is None:
         bad("sex", "sex not understood", "use M or F")
     if relation in RELATION_SEX and sex and sex != RELATION_SEX[relation]:
         bad("sex", f"a {relation} cannot be sex {sex}", "correct the relation or the sex column")
@@ -332,6 +356,19 @@ def _read_person(row: dict, i: int, fname: str, cmap: ColumnMap, nom: Nomenclatu
         else:
             parity = int(n)
     hla = {}
+    if cell("hla"):
+        from haplomatch.hlatyping import from_gl_text
+
+        src = {"file": fname, "row": i, "column": a["hla"]}
+        typed, p = from_gl_text(cell("hla"), missing_second=settings.missing_second, source=src)
+        problems += p
+        for locus, t in typed.items():
+            if locus not in HLA_LOCI:
+                problems.append(Problem(f"locus {locus} is not used for donor choice; ignored", severity="warning",
+                                        value=cell("hla"), **src))
+                continue
+            problems += check_names(t, nom, src)
+            hla[locus] = t
     for locus in HLA_LOCI:
         if locus in cmap.hla_single:
             col = cmap.hla_single[locus]
@@ -345,7 +382,9 @@ def _read_person(row: dict, i: int, fname: str, cmap: ColumnMap, nom: Nomenclatu
         else:
             continue
         problems += p
-        if t is not None:
+        if t is not None and locus in hla:
+            problems.append(Problem(f"locus {locus} is given both in the GL string and in its own column", **src))
+        elif t is not None:
             problems += check_names(t, nom, src)
             hla[locus] = t
     kir = None
@@ -355,10 +394,15 @@ def _read_person(row: dict, i: int, fname: str, cmap: ColumnMap, nom: Nomenclatu
         problems += p
     return Person(
         id=pid, relation=relation or "unrelated", family_id=cell("family_id") or None,
-        father_id=cell("father_id") or None, mother_id=cell("mother_id") or None, sex=sex, age=age,
+        father_id=_parent_id(cell("father_id")), mother_id=_parent_id(cell("mother_id")), sex=sex, age=age,
         birth_date=birth, weight_kg=weight, abo=abo, rh=rh, cmv=cmv, fcgr3a=fc, available=available,
         parity=parity, hla=hla, kir=kir, source_file=fname, source_row=i,
     ), problems
+
+
+def _parent_id(v: str) -> str | None:
+    """A parent id cell: empty, '0' (PED) or '-' mean no parent in the file."""
+    return None if v in ("", "0", "-", ".") else v
 
 
 def _read_kir(cells: dict[str, str | None], whole: str, fname: str, row: int, whole_col: str | None):
@@ -405,6 +449,8 @@ def _group_families(people: list[Person], fname: str, has_family_column: bool) -
         for p in members:
             for field in ("father_id", "mother_id"):
                 ref = getattr(p, field)
+                if ref is None:
+                    continue
                 if ref and ref not in ids:
                     problems.append(Problem(f"{field} {ref!r} is not an id in {label}", file=fname, row=p.source_row,
                                             column=field, value=ref, fix="give the parent a row, or leave the cell empty"))

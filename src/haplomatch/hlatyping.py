@@ -141,3 +141,72 @@ def check_names(typing: LocusTyping, nomenclature: Nomenclature, source: dict | 
         for w in r.warnings:
             problems.append(Problem(w, value=name, severity="warning", **src))
     return problems
+
+
+def from_gl_text(text: str, *, missing_second: MissingSecond = MISSING_SECOND_DEFAULT,
+                 source: dict | None = None) -> tuple[dict[str, LocusTyping], list[Problem]]:
+    """A whole HLA typing written as one GL string (``A*01:01+A*02:01^B*08:01+B*44:02``) → per-locus typings.
+
+    Phase given with ``~`` across loci is not used by the unphased readers: the loci are split and a warning
+    says so (segregation infers phase from the family)."""
+    from haplomatch import glstring as gls
+    from haplomatch.errors import InputError
+
+    src = dict(source or {})
+    try:
+        gl = gls.parse(text, source=src)
+        parts = gls.genotypes_by_locus(gl, source=src)
+    except InputError as e:
+        return {}, list(e.problems)
+    out: dict[str, LocusTyping] = {}
+    problems: list[Problem] = []
+    for key, node in parts.items():
+        if "~" in key:
+            problems.append(Problem(f"phased haplotypes ({key}) are read unphased", value=text, severity="warning", **src))
+            for locus in key.split("~"):
+                t, p = _locus_from_node(_project(node, locus), locus, missing_second, text, src)
+                problems += p
+                if t:
+                    out[locus] = t
+            continue
+        locus = key.removeprefix("HLA-")
+        t, p = _locus_from_node(node, locus, missing_second, text, src)
+        problems += p
+        if t:
+            out[locus] = t
+    return out, problems
+
+
+def _project(node, locus: str):
+    """The part of a phased (~) node that belongs to one locus."""
+    from haplomatch import glstring as gls
+
+    if isinstance(node, gls.Allele):
+        return node if node.locus == locus else None
+    kept = [x for x in (_project(i, locus) for i in node.items) if x is not None]
+    if isinstance(node, gls.Haplotype):
+        return kept[0] if kept else None
+    if len(kept) == 1:
+        return kept[0]
+    return type(node)(tuple(kept))
+
+
+def _locus_from_node(node, locus: str, missing_second: MissingSecond, text: str, src: dict):
+    from haplomatch import glstring as gls
+
+    def slot(n) -> Slot:
+        if isinstance(n, gls.Allele):
+            return (normalise(n.name),)
+        return tuple(normalise(a.name) for a in n.items)
+
+    alts = node.items if isinstance(node, gls.GenotypeList) else (node,)
+    genos: list[Genotype] = []
+    for g in alts:
+        if isinstance(g, gls.Genotype) and len(g.items) == 2:
+            genos.append((slot(g.items[0]), slot(g.items[1])))
+        elif isinstance(g, (gls.Allele, gls.AlleleList)):
+            joined = "/".join(slot(g))
+            return parse_cell(joined, locus, missing_second=missing_second, source=src)
+        else:
+            return None, [Problem(f"cannot read the {locus} part as a genotype of two alleles", value=text, **src)]
+    return LocusTyping(locus, tuple(genos), text), []

@@ -10,6 +10,7 @@ from haplomatch.nomenclature import Nomenclature
 
 def validate_files(
     family_files: list[str | Path], nomenclature: Nomenclature, antibodies: str | Path | None = None, settings=None,
+    patient: str | None = None,
 ) -> list[Problem]:
     """All problems of all files (errors and warnings), in file and row order; never raises on bad input."""
     from haplomatch.antibodies import read_antibodies
@@ -18,7 +19,7 @@ def validate_files(
     problems: list[Problem] = []
     for f in family_files:
         try:
-            _, p = read_family_file(f, nomenclature, settings or Settings(), strict=False)
+            _, p = read_family_file(f, nomenclature, settings or Settings(), strict=False, patient=patient)
         except InputError as e:
             p = list(e.problems)
         problems += p
