@@ -43,7 +43,9 @@ def _residues(release: Release) -> pl.DataFrame:
     for locus in CLASS_I:
         fasta = files.read_fasta(release.path(f"imgthla/fasta/{locus}_prot.fasta"))
         frames.append(residues_at(fasta))
-    return pl.concat(frames, how="vertical")
+    res = pl.concat(frames, how="vertical")
+    # 'X' is a stop codon: no residue there (null and truncated alleles)
+    return res.with_columns(pl.when(pl.col(c) != "X").then(pl.col(c)).name.keep() for c in res.columns if c != "allele")
 
 
 def antigen_parents(ser_ser: pl.DataFrame) -> dict[str, str]:
