@@ -218,3 +218,16 @@ def test_gl_string_column(ref, tmp_path):
     f.write_text("id,relation,hla\np,patient,hla#3.58.0#HLA-A*01:01+HLA-A*02:01^HLA-B*08:01+HLA-B*44:02\n")
     (fam,), _ = read_family_file(f, ref.nomenclature)
     assert fam.patient.hla["B"].gl() == "B*08:01+B*44:02"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=300))
+def test_family_reader_raises_only_input_error(ref, tmp_path_factory, text):
+    from haplomatch.familyfile import read_family_file
+
+    f = tmp_path_factory.mktemp("fuzz") / "fam.csv"
+    f.write_text("id,relation,A,KIR2DL1,abo\n" + text)
+    try:
+        read_family_file(f, ref.nomenclature)
+    except InputError:
+        pass
