@@ -190,8 +190,13 @@ def build_allele_facts(release: Release) -> pl.DataFrame:
     # A field is "single" when it names one antigen (not a '/' list, not 0 = null, not ? = unknown).
     single = lambda c: pl.when(pl.col(c).str.contains(r"^[0-9]*[1-9][0-9]*$")).then(pl.col(c))  # noqa: E731
     df = df.with_columns(
-        (prefix + pl.coalesce(single("unambiguous"), single("expert"), single("assumed"))).alias("antigen"),
-        pl.when(single("unambiguous").is_not_null()).then(pl.lit("unambiguous"))
+        # WMDA '0' in the unambiguous field = no antigen on the cell (null, or secreted S alleles whose expert
+        # field still names the soluble antigen): such an allele has no antigen for matching or DSA.
+        pl.when((pl.col("unambiguous") != "0").fill_null(True)).then(
+            prefix + pl.coalesce(single("unambiguous"), single("expert"), single("assumed"))
+        ).alias("antigen"),
+        pl.when(pl.col("unambiguous") == "0").then(None)
+        .when(single("unambiguous").is_not_null()).then(pl.lit("unambiguous"))
         .when(single("expert").is_not_null()).then(pl.lit("expert"))
         .when(single("assumed").is_not_null()).then(pl.lit("assumed"))
         .alias("antigen_basis"),
