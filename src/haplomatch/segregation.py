@@ -1,0 +1,557 @@
+"""Family segregation: the four parental HLA haplotypes, who inherited which, and haploidentity.
+
+The search is exact. Each child of the patient's parents has, at every locus, an inheritance state (which of
+the father's haplotypes a/b and which of the mother's c/d it carries); half-siblings and the patient's own
+children carry one known parent's haplotype. Given the joint state of all of them at a locus, the parental
+haplotype alleles at that locus are chosen freely (from a typed parent's own alleles in either phase, or from
+the alleles seen in the family when a parent is untyped), so the best cost of every joint state is computed
+exactly per locus. A Viterbi pass over the loci in chromosomal order then finds every joint inheritance path of
+minimal cost, where a cost is paid per recombination and per allele left unexplained (a named setting: by
+default one recombination costs less than one unexplained allele, and two recombinations more, so a single
+crossover is preferred to calling a typing error, and a typing error to a double crossover, which is
+essentially never seen within the MHC). All co-optimal solutions are kept; if they disagree on a relative's
+sharing with the patient, that relative's class is "undetermined" and the output says so.
+
+Relatives outside the patient's sibship and its parents (grandparents, aunts, uncles, cousins, half-siblings
+whose shared parent is not named, unrelated people) are compared with the patient's inferred haplotypes by
+state: they carry a haplotype if every typed locus has a compatible allele; the evidence says that descent is
+not proven. Alleles are compared at the resolution both sides have: two typings match when the sets of
+release alleles they can be intersect.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from haplomatch.errors import InputError, Problem, UnknownAlleleError
+from haplomatch.family import HLA_LOCI, Family
+from haplomatch.hlatyping import LocusTyping
+from haplomatch.nomenclature import Nomenclature
+from haplomatch.pedigree import Pedigree, build_pedigree
+
+#: The loci whose sharing defines the class (DPB1 is reported, but often recombined away).
+CLASS_LOCI = ("A", "C", "B", "DRB1", "DQB1")
+Klass = Literal["HLA-identical", "haploidentical", "mismatched", "undetermined"]
+
+
+@dataclass(frozen=True)
+class SegregationSettings:
+    """Costs of the search (named settings; see the module docstring for why 1 and 1.5)."""
+
+    recombination_cost: float = 1.0
+    unexplained_cost: float = 1.5
+    max_solutions: int = 64
+    max_states: int = 1 << 18
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A typing that no inheritance explains: who, where, which alleles, and the likely causes."""
+
+    person: str
+    loci: tuple[str, ...]
+    side: str  # "father", "mother" or "both"
+    alleles: tuple[str, ...]
+    message: str
+    causes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Recombinant:
+    person: str
+    side: str  # "paternal" or "maternal"
+    between: tuple[str, str]  # the two typed loci around the crossover
+
+    @property
+    def text(self) -> str:
+        return f"{self.person}: {self.side} recombination between {self.between[0]} and {self.between[1]}"
+
+
+@dataclass(frozen=True)
+class PersonHaplotypes:
+    """A person's two haplotypes as parental labels per locus (a/b from the father, c/d from the mother)."""
+
+    id: str
+    paternal: tuple[str | None, ...]
+    maternal: tuple[str | None, ...]
+
+
+@dataclass(frozen=True)
+class Relationship:
+    """How a relative relates to the patient, with the evidence."""
+
+    id: str
+    relation: str
+    shared: int | None  # haplotypes shared with the patient (0, 1, 2) on the class loci
+    klass: Klass
+    shared_haplotypes: tuple[str, ...]  # labels, e.g. ("a",) or ("a", "c")
+    all_loci: bool | None  # the class holds at every locus typed in both
+    loci_typed: tuple[str, ...]
+    partial: bool  # typed at fewer loci than the patient: the class holds "on the loci typed"
+    by_descent: bool  # established by segregation (True) or by allele state only (False)
+    evidence: str
+    possibilities: tuple[str, ...] = ()  # when undetermined: the classes the solutions allow
+
+
+@dataclass(frozen=True)
+class Segregation:
+    family_id: str | None
+    loci: tuple[str, ...]
+    haplotypes: dict[str, dict[str, tuple[str, ...]]]  # label → locus → possible alleles
+    persons: tuple[PersonHaplotypes, ...]
+    relationships: tuple[Relationship, ...]
+    unique: bool
+    n_solutions: int
+    recombinants: tuple[Recombinant, ...]
+    conflicts: tuple[Conflict, ...]
+    cost: float
+    notes: tuple[str, ...] = field(default=())
+
+    def relationship(self, pid: str) -> Relationship:
+        return next(r for r in self.relationships if r.id == pid)
+
+
+# ---------------------------------------------------------------------------------------------------------
+class _Matcher:
+    """Compatibility of typings at the resolution both have (their candidate allele sets intersect)."""
+
+    def __init__(self, nomenclature: Nomenclature) -> None:
+        self.nom = nomenclature
+        self._sets: dict[str, frozenset[str]] = {}
+
+    def alleles(self, slot: str) -> frozenset[str]:
+        if slot not in self._sets:
+            found: set[str] = set()
+            for name in slot.split("/"):
+                try:
+                    found.update(self.nom.resolve_one(name).alleles)
+                except UnknownAlleleError:
+                    found.add(name)
+            self._sets[slot] = frozenset(found)
+        return self._sets[slot]
+
+    def match(self, x: str | None, y: str | None) -> bool:
+        if x is None or y is None:
+            return True
+        return bool(self.alleles(x) & self.alleles(y))
+
+
+def _genotypes(t: LocusTyping | None) -> list[tuple[str | None, str | None]]:
+    """Genotype alternatives as pairs of slot strings (None = open slot)."""
+    if t is None or not t.typed:
+        return []
+    return [(("/".join(a) or None), ("/".join(b) or None)) for a, b in t.genotypes]
+
+
+@dataclass
+class _Member:
+    id: str
+    kind: str  # full, half_p, half_m, grandchild
+    radix: int
+
+
+def _minplus_axis(d: np.ndarray, t: np.ndarray, axis: int) -> np.ndarray:
+    dm = np.moveaxis(d, axis, -1)
+    out = np.min(dm[..., :, None] + t, axis=-2)
+    return np.moveaxis(out, -1, axis)
+
+
+def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationSettings = SegregationSettings(),
+              pedigree: Pedigree | None = None) -> Segregation:
+    """Infer the family's haplotypes (see the module docstring). Raises InputError on an unusable pedigree."""
+    ped = pedigree or build_pedigree(family)
+    people = {p.id: p for p in family.people}
+    pt = people[ped.patient]
+    loci = tuple(loc for loc in HLA_LOCI if pt.hla.get(loc) is not None and pt.hla[loc].typed)
+    if not loci:
+        raise InputError([Problem("the patient has no HLA typing", file=pt.source_file, row=pt.source_row)])
+    m = _Matcher(nomenclature)
+    members = [_Member(ped.patient, "full", 4)] + [_Member(s, "full", 4) for s in ped.siblings]
+    members += [_Member(s, "half_p", 2) for s in ped.paternal_half_siblings]
+    members += [_Member(s, "half_m", 2) for s in ped.maternal_half_siblings]
+    members += [_Member(s, "grandchild", 2) for s in ped.children]
+    shape = tuple(mb.radix for mb in members)
+    n_states = int(np.prod(shape))
+    if n_states > settings.max_states:
+        raise InputError([Problem(
+            f"the sibship is too large for the exact search ({n_states} joint inheritance states; the limit "
+            f"is {settings.max_states}); type the parents, or split the family", column="relation")])
+    R, U = settings.recombination_cost, settings.unexplained_cost
+
+    def typing(pid: str, locus: str) -> LocusTyping | None:
+        p = people.get(pid)
+        return p.hla.get(locus) if p is not None else None
+
+    # -- per-locus cost of every joint state -------------------------------------------------------------
+    locus_data = []
+    costs = []
+    for locus in loci:
+        ids = [ped.father, ped.mother] + [mb.id for mb in members]
+        values: list[str] = []
+        for pid in ids:
+            for g in _genotypes(typing(pid, locus)):
+                for v in g:
+                    if v is not None and v not in values:
+                        values.append(v)
+        free = values + [None]  # None as a parental value: a haplotype no typed person shows ('?')
+
+        def parent_options(pid: str) -> list[tuple[str | None, str | None]]:
+            gts = _genotypes(typing(pid, locus))
+            if not gts:
+                return list(itertools.product(free, repeat=2))
+            opts: list[tuple[str | None, str | None]] = []
+            for x, y in gts:
+                xs = [x] if x is not None else free
+                ys = [y] if y is not None else free
+                for u in xs:
+                    for w in ys:
+                        for o in ((u, w), (w, u)):
+                            if o not in opts:
+                                opts.append(o)
+            return opts
+
+        fopts, mopts = parent_options(ped.father), parent_options(ped.mother)
+        # value match, with None (unseen haplotype) matching no typed allele
+        def vm(slot: str | None, val: str | None) -> bool:
+            return slot is None or (val is not None and m.match(slot, val))
+
+        def geno_cost(pid: str, u: str | None, w: str | None) -> float:
+            gts = _genotypes(typing(pid, locus))
+            if not gts:
+                return 0.0
+            best = 2
+            for x, y in gts:
+                best = min(best, (not vm(x, u)) + (not vm(y, w)), (not vm(y, u)) + (not vm(x, w)))
+            return best * U
+
+        def one_hap_cost(pid: str, u: str | None) -> float:
+            gts = _genotypes(typing(pid, locus))
+            if not gts:
+                return 0.0
+            return 0.0 if any(vm(x, u) or vm(y, u) for x, y in gts) else U
+
+        tables = []  # per member: array over (F, M, [patient state,] own state)
+        for mb in members:
+            if mb.kind == "full":
+                t = np.array([[[geno_cost(mb.id, fo[s >> 1], mo[s & 1]) for s in range(4)] for mo in mopts] for fo in fopts])
+            elif mb.kind == "half_p":
+                t = np.array([[[one_hap_cost(mb.id, fo[b]) for b in range(2)] for mo in mopts] for fo in fopts])
+            elif mb.kind == "half_m":
+                t = np.array([[[one_hap_cost(mb.id, mo[b]) for b in range(2)] for mo in mopts] for fo in fopts])
+            else:  # the patient's child: carries the patient's paternal (0) or maternal (1) haplotype
+                t = np.array([[[[one_hap_cost(mb.id, fo[sp >> 1] if b == 0 else mo[sp & 1]) for b in range(2)]
+                                for sp in range(4)] for mo in mopts] for fo in fopts])
+            tables.append(t)
+        nF, nM = len(fopts), len(mopts)
+        total = np.zeros((nF, nM) + shape)
+        for i, (mb, t) in enumerate(zip(members, tables)):
+            if mb.kind == "grandchild":
+                sh = [nF, nM] + [1] * len(shape)
+                sh[2] = 4
+                sh[2 + i] = 2
+                total = total + t.reshape(sh)
+            else:
+                sh = [nF, nM] + [1] * len(shape)
+                sh[2 + i] = mb.radix
+                total = total + t.reshape(sh)
+        costs.append(total.reshape(nF * nM, *shape).min(axis=0))
+        locus_data.append((fopts, mopts, total))
+
+    # -- Viterbi over loci, keeping every co-optimal path -------------------------------------------------
+    trans = []
+    for mb in members:
+        if mb.radix == 4:
+            trans.append(np.array([[R * bin(a ^ b).count("1") for b in range(4)] for a in range(4)]))
+        else:
+            trans.append(np.array([[0.0 if a == b else R for b in range(2)] for a in range(2)]))
+    first = costs[0].copy()
+    mask = np.full(shape, np.inf)
+    mask[(0,) + (slice(None),) * (len(shape) - 1)] = 0.0  # label the patient's haplotypes a and c
+    d = [first + mask]
+    for li in range(1, len(loci)):
+        prev = d[-1]
+        for ax, t in enumerate(trans):
+            prev = _minplus_axis(prev, t, ax)
+        d.append(prev + costs[li])
+    best = float(d[-1].min())
+    eps = 1e-9
+    paths: list[list[tuple[int, ...]]] = []
+    overflow = False
+
+    def trans_to(target: tuple[int, ...]) -> np.ndarray:
+        acc = np.zeros(shape)
+        for ax, t in enumerate(trans):
+            sh = [1] * len(shape)
+            sh[ax] = t.shape[0]
+            acc = acc + t[:, target[ax]].reshape(sh)
+        return acc
+
+    def walk(li: int, state: tuple[int, ...], tail: list[tuple[int, ...]]) -> None:
+        nonlocal overflow
+        if len(paths) > settings.max_solutions:
+            overflow = True
+            return
+        if li == 0:
+            paths.append([state] + tail)
+            return
+        pred = d[li - 1] + trans_to(state) + costs[li][state]
+        for prev_state in zip(*np.nonzero(np.abs(pred - d[li][state]) < eps)):
+            walk(li - 1, tuple(int(x) for x in prev_state), [state] + tail)
+
+    for end in zip(*np.nonzero(np.abs(d[-1] - best) < eps)):
+        walk(len(loci) - 1, tuple(int(x) for x in end), [])
+    if len(paths) > settings.max_solutions:
+        paths = paths[: settings.max_solutions]
+        overflow = True
+    return _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m, settings)
+
+
+# ---------------------------------------------------------------------------------------------------------
+def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m: _Matcher, settings) -> Segregation:
+    people = {p.id: p for p in family.people}
+    pt = people[ped.patient]
+    idx = {mb.id: i for i, mb in enumerate(members)}
+    notes: list[str] = []
+    if ped.is_virtual(ped.father) or ped.is_virtual(ped.mother):
+        missing = [w for w, n in (("father", ped.father), ("mother", ped.mother)) if ped.is_virtual(n)]
+        notes.append(f"{' and '.join(missing)} not in the file: their haplotypes are reconstructed from the children")
+    for w, n in (("father", ped.father), ("mother", ped.mother)):
+        p = people.get(n)
+        if p is not None and not any(t.typed for t in p.hla.values()):
+            notes.append(f"the {w} ({n}) is not typed: haplotypes reconstructed from the children")
+
+    def states_at(path, li, pid):
+        return path[li][idx[pid]]
+
+    # parental haplotype alleles per solution (the first solution is reported; others widen the sets)
+    haps: dict[str, dict[str, set]] = {h: {loc: set() for loc in loci} for h in "abcd"}
+    for path in paths:
+        for li, locus in enumerate(loci):
+            fopts, mopts, total = locus_data[li]
+            st = path[li]
+            sub = total[(slice(None), slice(None)) + st]
+            for fi, mi in zip(*np.nonzero(np.abs(sub - sub.min()) < 1e-9)):
+                for lab, val in zip("ab", fopts[fi]):
+                    haps[lab][locus].add(val)
+                for lab, val in zip("cd", mopts[mi]):
+                    haps[lab][locus].add(val)
+    haplotypes = {h: {loc: tuple(sorted(v for v in vals if v is not None)) for loc, vals in per.items()}
+                  for h, per in haps.items()}
+
+    # person haplotype labels (first solution)
+    path0 = paths[0]
+    persons = []
+    for mb in members:
+        pat, mat = [], []
+        for li in range(len(loci)):
+            s = path0[li][idx[mb.id]]
+            if mb.kind == "full":
+                pat.append("ab"[s >> 1])
+                mat.append("cd"[s & 1])
+            elif mb.kind == "half_p":
+                pat.append("ab"[s])
+                mat.append(None)
+            elif mb.kind == "half_m":
+                pat.append(None)
+                mat.append("cd"[s])
+            else:
+                sp = path0[li][0]
+                lab = "ab"[sp >> 1] if s == 0 else "cd"[sp & 1]
+                (pat if pt.sex == "M" else mat).append(lab)
+                (mat if pt.sex == "M" else pat).append(None)
+        persons.append(PersonHaplotypes(mb.id, tuple(pat), tuple(mat)))
+    for n, labs in ((ped.father, ("a", "b")), (ped.mother, ("c", "d"))):
+        persons.insert(0 if n == ped.father else 1, PersonHaplotypes(n, (labs[0],) * len(loci), (labs[1],) * len(loci)))
+
+    # recombinants (first solution), located between the typed loci around the switch
+    recombinants = []
+    for mb in members:
+        p = people[mb.id]
+        typed = [li for li, loc in enumerate(loci) if p.hla.get(loc) is not None and p.hla[loc].typed]
+        for side, fn in (("paternal", lambda s: s >> 1 if mb.radix == 4 else s), ("maternal", lambda s: s & 1)):
+            if mb.radix == 2 and side == "maternal":
+                continue
+            for a, b in zip(typed, typed[1:]):
+                if fn(path0[a][idx[mb.id]]) != fn(path0[b][idx[mb.id]]):
+                    side_name = side if mb.kind in ("full", "half_p") else ("maternal" if mb.kind == "half_m" else "from the patient")
+                    recombinants.append(Recombinant(mb.id, side_name, (loci[a], loci[b])))
+
+    conflicts = _conflicts(ped, members, loci, locus_data, path0, people, m)
+
+    # relationships
+    rels = []
+    by_solution: dict[str, set] = {}
+    for path in paths:
+        for mb in members[1:]:
+            by_solution.setdefault(mb.id, set()).add(_sharing(mb, path, loci, idx))
+    pt_loci = set(loci)
+    for mb in members[1:]:
+        rels.append(_relationship(people[mb.id], mb, by_solution[mb.id], loci, pt_loci, overflow))
+    for n, lab in ((ped.father, "a"), (ped.mother, "c")):
+        p = people.get(n)
+        if p is None:
+            continue
+        typed = tuple(loc for loc in loci if p.hla.get(loc) is not None and p.hla[loc].typed)
+        rels.append(Relationship(
+            n, p.relation, 1, "haploidentical", (lab,), True, typed, len(typed) < len(loci), True,
+            f"a parent passes one haplotype to every child: the patient inherited haplotype {lab} from {n}"
+            + ("" if typed else " (parent untyped: haploidentity by descent, not checked by typing)")))
+    pat_hap = {loc: haplotypes["a"][loc] for loc in loci}
+    mat_hap = {loc: haplotypes["c"][loc] for loc in loci}
+    for oid in ped.others:
+        p = people[oid]
+        rels.append(_by_state(p, pat_hap, mat_hap, pt, loci, m))
+    rels.sort(key=lambda r: [x.id for x in family.people].index(r.id) if r.id in people else 99)
+    unique = not overflow and all(r.klass != "undetermined" for r in rels if r.by_descent)
+    if overflow:
+        notes.append(f"more than {settings.max_solutions} equally good solutions: the family does not determine them")
+    return Segregation(
+        family.id, loci, haplotypes, tuple(persons), tuple(rels), unique, len(paths), tuple(recombinants),
+        tuple(conflicts), best, tuple(notes),
+    )
+
+
+def _sharing(mb: _Member, path, loci, idx) -> tuple[tuple[str, ...], ...]:
+    """Per locus, the labels of the patient's haplotypes this member carries by descent (one solution)."""
+    out = []
+    for li in range(len(loci)):
+        sp = path[li][0]
+        s = path[li][idx[mb.id]]
+        pat, mat = "ab"[sp >> 1], "cd"[sp & 1]
+        if mb.kind == "full":
+            labs = tuple(lab for lab, same in ((pat, (s >> 1) == (sp >> 1)), (mat, (s & 1) == (sp & 1))) if same)
+        elif mb.kind == "half_p":
+            labs = (pat,) if s == (sp >> 1) else ()
+        elif mb.kind == "half_m":
+            labs = (mat,) if s == (sp & 1) else ()
+        else:
+            labs = (pat,) if s == 0 else (mat,)
+        out.append(labs)
+    return tuple(out)
+
+
+def _classify(counts: dict[str, int]) -> tuple[int | None, Klass, bool]:
+    core = [c for loc, c in counts.items() if loc in CLASS_LOCI] or list(counts.values())
+    if not core:
+        return None, "undetermined", False
+    low = min(core)
+    klass: Klass = "HLA-identical" if low == 2 else "haploidentical" if low == 1 else "mismatched"
+    return low, klass, min(counts.values()) == max(counts.values())
+
+
+def _relationship(p, mb, solutions: set, loci, pt_loci, overflow) -> Relationship:
+    typed = tuple(loc for loc in loci if p.hla.get(loc) is not None and p.hla[loc].typed)
+    partial = len(typed) < len(pt_loci)
+    if not typed:
+        return Relationship(p.id, p.relation, None, "undetermined", (), None, typed, True, False,
+                            f"{p.id} is not HLA typed")
+    outcomes = set()
+    for sol in solutions:
+        labels = {loc: labs for loc, labs in zip(loci, sol) if loc in typed}
+        counts = {loc: len(labs) for loc, labs in labels.items()}
+        core = [labels[loc] for loc in typed if loc in CLASS_LOCI] or list(labels.values())
+        shared_labels = tuple(sorted(set.intersection(*(set(x) for x in core)))) if core else ()
+        outcomes.add((_classify(counts), tuple(counts.items()), shared_labels))
+    klasses = {o[0][1] for o in outcomes}
+    if len(klasses) > 1:
+        return Relationship(p.id, p.relation, None, "undetermined", (), None, typed, partial, True,
+                            "the typings fit several inheritances equally well ("
+                            + ", ".join(sorted(klasses)) + "): type the parents or more loci to settle it",
+                            tuple(sorted(klasses)))
+    labels_seen = {o[2] for o in outcomes}
+    (shared, klass, all_loci), counts, labels = sorted(outcomes)[0]
+    if len(labels_seen) > 1:
+        labels = ()
+    counts_d = dict(counts)
+    names = {0: "none", 1: "one", 2: "both"}
+    ev = f"{p.id} inherited " + ", ".join(f"{names[c]} at {loc}" for loc, c in counts_d.items()) + " of the patient's haplotypes"
+    if labels:
+        ev += f" (shares {' and '.join(labels)})"
+    if not all_loci:
+        diff = [loc for loc, c in counts_d.items() if c != shared]
+        ev += f"; differs at {', '.join(diff)} (recombination)"
+    if partial:
+        ev += f"; on the loci typed only ({', '.join(typed)})"
+    return Relationship(p.id, p.relation, shared, klass, labels, all_loci, typed, partial, True, ev)
+
+
+def _carries(p, hap: dict[str, tuple[str, ...]], loci, m: _Matcher) -> tuple[bool | None, tuple[str, ...]]:
+    """Whether person p carries a haplotype by state (every locus typed in both has a compatible allele)."""
+    compared = []
+    for loc in loci:
+        vals = hap.get(loc) or ()
+        gts = _genotypes(p.hla.get(loc))
+        if not vals or not gts:
+            continue
+        compared.append(loc)
+        if not any(m.match(x, v) or m.match(y, v) for x, y in gts for v in vals):
+            return False, tuple(compared)
+    return (True if compared else None), tuple(compared)
+
+
+def _by_state(p, pat_hap, mat_hap, pt, loci, m: _Matcher) -> Relationship:
+    cp, lp = _carries(p, pat_hap, loci, m)
+    cm, lm = _carries(p, mat_hap, loci, m)
+    typed = tuple(loc for loc in loci if p.hla.get(loc) is not None and p.hla[loc].typed)
+    if not typed:
+        return Relationship(p.id, p.relation, None, "undetermined", (), None, (), True, False, f"{p.id} is not HLA typed")
+    shared = int(bool(cp)) + int(bool(cm))
+    labels = tuple(lab for lab, c in (("a", cp), ("c", cm)) if c)
+    klass: Klass = "HLA-identical" if shared == 2 else "haploidentical" if shared == 1 else "mismatched"
+    ev = (f"{p.id} ({p.relation}) carries the alleles of the patient's haplotype(s) {', '.join(labels) or 'none'} "
+          f"on the loci typed ({', '.join(typed)}): by allele state, descent not proven by the pedigree")
+    return Relationship(p.id, p.relation, shared, klass, labels, None, typed, len(typed) < len(loci), False, ev)
+
+
+def _conflicts(ped, members, loci, locus_data, path, people, m: _Matcher) -> list[Conflict]:
+    """Unexplained alleles of the best solution, grouped per person and parental side."""
+    found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    idx = {mb.id: i for i, mb in enumerate(members)}
+    for li, locus in enumerate(loci):
+        fopts, mopts, total = locus_data[li]
+        st = path[li]
+        sub = total[(slice(None), slice(None)) + st]
+        fi, mi = (int(x[0]) for x in np.nonzero(np.abs(sub - sub.min()) < 1e-9))
+        fo, mo = fopts[fi], mopts[mi]
+        for mb in members:
+            if mb.kind != "full":
+                continue
+            t = people[mb.id].hla.get(locus)
+            gts = _genotypes(t)
+            if not gts:
+                continue
+            s = st[idx[mb.id]]
+            u, w = fo[s >> 1], mo[s & 1]
+
+            def ok(slot, val):
+                return slot is None or (val is not None and m.match(slot, val))
+
+            best = None
+            for x, y in gts:
+                for a, b in ((x, y), (y, x)):
+                    miss = (not ok(a, u), not ok(b, w))
+                    if best is None or sum(miss) < sum(best[0]):
+                        best = (miss, a, b)
+            (mp, mm), a, b = best
+            if mp:
+                found.setdefault((mb.id, "father"), []).append((locus, a or "?"))
+            if mm:
+                found.setdefault((mb.id, "mother"), []).append((locus, b or "?"))
+    out = []
+    for (pid, side), items in found.items():
+        loci_hit = tuple(loc for loc, _ in items)
+        alleles = tuple(al for _, al in items)
+        if len(items) >= 2:
+            msg = (f"{pid} shares no haplotype with the {side} at {', '.join(loci_hit)}: "
+                   f"{', '.join(alleles)} cannot come from the {side}")
+            causes = ("non-paternity" if side == "father" else "non-maternity", "sample swap",
+                      "typing errors at several loci")
+        else:
+            msg = f"{pid}: {alleles[0]} at {loci_hit[0]} is in neither haplotype of the {side}"
+            causes = ("typing error (re-type the sample)", "a recombination or mutation within the locus", "sample swap")
+        out.append(Conflict(pid, loci_hit, side, alleles, msg, causes))
+    return out
