@@ -307,6 +307,15 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
     if len(paths) > settings.max_solutions:
         paths = paths[: settings.max_solutions]
         overflow = True
+    # With neither parent typed, which haplotypes are paternal cannot be told: a solution and its mirror
+    # (father ↔ mother) are one answer. Keep one of each pair.
+    untyped = [not any(t.typed for t in (people[n].hla.values() if n in people else ())) for n in (ped.father, ped.mother)]
+    if all(untyped) and not (ped.paternal_half_siblings or ped.maternal_half_siblings):
+        def mirror(path):
+            return [tuple(((x & 1) << 1) | (x >> 1) if mb.radix == 4 else 1 - x for x, mb in zip(st, members))
+                    for st in path]
+        canon = {tuple(min(tuple(p), tuple(mirror(p)))) for p in paths}
+        paths = [list(p) for p in sorted(canon)]
     return _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m, settings)
 
 
@@ -316,6 +325,8 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
     pt = people[ped.patient]
     idx = {mb.id: i for i, mb in enumerate(members)}
     notes: list[str] = []
+    if all(ped.is_virtual(n) or not any(t.typed for t in people[n].hla.values()) for n in (ped.father, ped.mother)):
+        notes.append("no parent is typed: which haplotypes are paternal (a, b) and which maternal (c, d) cannot be told")
     if ped.is_virtual(ped.father) or ped.is_virtual(ped.mother):
         missing = [w for w, n in (("father", ped.father), ("mother", ped.mother)) if ped.is_virtual(n)]
         notes.append(f"{' and '.join(missing)} not in the file: their haplotypes are reconstructed from the children")
@@ -385,9 +396,13 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
     # relationships
     rels = []
     by_solution: dict[str, set] = {}
+    def hom(x: str, y: str) -> list[bool]:
+        return [len(haplotypes[x][loc]) == 1 and haplotypes[x][loc] == haplotypes[y][loc] for loc in loci]
+
+    hom_f, hom_m = hom("a", "b"), hom("c", "d")
     for path in paths:
         for mb in members[1:]:
-            by_solution.setdefault(mb.id, set()).add(_sharing(mb, path, loci, idx))
+            by_solution.setdefault(mb.id, set()).add(_sharing(mb, path, loci, idx, hom_f, hom_m))
     pt_loci = set(loci)
     for mb in members[1:]:
         rels.append(_relationship(people[mb.id], mb, by_solution[mb.id], loci, pt_loci, overflow))
@@ -415,19 +430,21 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
     )
 
 
-def _sharing(mb: _Member, path, loci, idx) -> tuple[tuple[str, ...], ...]:
-    """Per locus, the labels of the patient's haplotypes this member carries by descent (one solution)."""
+def _sharing(mb: _Member, path, loci, idx, hom_f, hom_m) -> tuple[tuple[str, ...], ...]:
+    """Per locus, the labels of the patient's haplotypes this member carries: by descent, or because the
+    parent is homozygous there (both of the parent's haplotypes carry the same allele)."""
     out = []
     for li in range(len(loci)):
         sp = path[li][0]
         s = path[li][idx[mb.id]]
         pat, mat = "ab"[sp >> 1], "cd"[sp & 1]
         if mb.kind == "full":
-            labs = tuple(lab for lab, same in ((pat, (s >> 1) == (sp >> 1)), (mat, (s & 1) == (sp & 1))) if same)
+            labs = tuple(lab for lab, same in ((pat, (s >> 1) == (sp >> 1) or hom_f[li]),
+                                               (mat, (s & 1) == (sp & 1) or hom_m[li])) if same)
         elif mb.kind == "half_p":
-            labs = (pat,) if s == (sp >> 1) else ()
+            labs = (pat,) if s == (sp >> 1) or hom_f[li] else ()
         elif mb.kind == "half_m":
-            labs = (mat,) if s == (sp & 1) else ()
+            labs = (mat,) if s == (sp & 1) or hom_m[li] else ()
         else:
             labs = (pat,) if s == 0 else (mat,)
         out.append(labs)

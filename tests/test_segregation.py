@@ -1,0 +1,118 @@
+"""Segregation on hand-built families whose answers Mendelian logic fixes (tests/data/families/*.csv).
+
+The father carries haplotypes a/b and the mother c/d (a: A*01:01~C*07:01~B*08:01~DRB1*03:01~DQB1*02:01~
+DPB1*04:01, the ancestral 8.1 haplotype; b, c, d: other common haplotypes, all alleles distinct), the
+patient a/c. A child with a/c is HLA-identical to the patient, a/d or b/c haploidentical, b/d shares nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from haplomatch.errors import InputError
+from haplomatch.familyfile import read_family_file
+from haplomatch.segregation import segregate
+
+FAMILIES = Path(__file__).resolve().parent / "data" / "families"
+
+
+@pytest.fixture(scope="module")
+def seg(ref):
+    def _seg(name: str):
+        (fam,), _ = read_family_file(FAMILIES / name, ref.nomenclature)
+        return segregate(fam, ref.nomenclature)
+    return _seg
+
+
+def classes(s):
+    return {r.id: r.klass for r in s.relationships}
+
+
+def test_two_parents_four_children(seg):
+    s = seg("two-parents-four-children.csv")
+    assert s.unique and s.conflicts == ()
+    assert classes(s) == {"F": "haploidentical", "M": "haploidentical", "S1": "HLA-identical",
+                          "S2": "haploidentical", "S3": "mismatched", "S4": "HLA-identical"}
+    # the four parental haplotypes are reconstructed exactly
+    assert s.haplotypes["a"]["B"] == ("B*08:01",) and s.haplotypes["a"]["DPB1"] == ("DPB1*04:01",)
+    assert s.haplotypes["b"]["DRB1"] == ("DRB1*15:01",)
+    assert s.haplotypes["d"]["A"] == ("A*24:02",)
+    # S4 took the father's b haplotype at DPB1 only: a paternal crossover between DQB1 and DPB1
+    assert [r.text for r in s.recombinants] == ["S4: paternal recombination between DQB1 and DPB1"]
+    s4 = s.relationship("S4")
+    assert s4.all_loci is False and "DPB1" in s4.evidence
+    assert s.relationship("S1").all_loci is True
+    assert s.relationship("S2").shared_haplotypes == ("a",)
+
+
+def test_siblings_only_reconstructs_the_parents(seg):
+    # No parent typed: four children showing a/c, a/c, b/d, a/d, b/c determine all four haplotypes.
+    s = seg("siblings-only.csv")
+    assert any("reconstructed" in n for n in s.notes)
+    assert classes(s) == {"S1": "HLA-identical", "S2": "mismatched", "S3": "haploidentical", "S4": "haploidentical"}
+    assert all(r.by_descent for r in s.relationships)
+    found = {s.haplotypes[h]["B"] for h in "abcd"}
+    assert found == {("B*08:01",), ("B*07:02",), ("B*44:02",), ("B*51:01",)}
+
+
+def test_one_parent(seg):
+    # Mother c/d typed, father absent: the patient's paternal haplotype a and the brother's b are read from
+    # what the mother did not give them.
+    s = seg("one-parent.csv")
+    assert classes(s) == {"M": "haploidentical", "S1": "haploidentical", "S2": "haploidentical"}
+    assert s.relationship("S1").shared_haplotypes == ("c",)
+    assert s.relationship("S2").shared_haplotypes == ("a",)
+    assert s.haplotypes["b"]["A"] == ("A*03:01",)
+
+
+def test_non_paternity_is_reported_not_fixed(seg):
+    # S1 carries e (A*11:01~…~DPB1*05:01), found in neither of the father's haplotypes at any locus.
+    s = seg("non-paternity.csv")
+    (c,) = [c for c in s.conflicts if c.person == "S1"]
+    assert c.side == "father" and set(c.loci) == {"A", "C", "B", "DRB1", "DQB1", "DPB1"}
+    assert "A*11:01" in c.alleles
+    assert "non-paternity" in c.causes and "sample swap" in c.causes
+    assert "shares no haplotype with the father" in c.message
+    assert s.relationship("S2").klass == "haploidentical"  # the others are unaffected
+
+
+def test_homozygous_father(seg):
+    # The father is a/a: every child carries the patient's paternal alleles, whichever copy it got.
+    s = seg("homozygous-father.csv")
+    assert classes(s) == {"F": "haploidentical", "M": "haploidentical", "S1": "HLA-identical", "S2": "haploidentical"}
+    assert s.conflicts == ()
+
+
+def test_relative_typed_at_fewer_loci_is_flagged(ref, tmp_path):
+    text = (FAMILIES / "two-parents-four-children.csv").read_text().splitlines()
+    head, rows = text[1], text[2:]
+    rows = [r if not r.startswith("S2,") else ",".join(r.split(",")[:5]) + ",,," for r in rows]
+    f = tmp_path / "fam.csv"
+    f.write_text("\n".join([head] + rows) + "\n")
+    (fam,), _ = read_family_file(f, ref.nomenclature)
+    s2 = segregate(fam, ref.nomenclature).relationship("S2")
+    assert s2.klass == "haploidentical" and s2.partial and s2.loci_typed == ("A", "C", "B")
+    assert "loci typed" in s2.evidence
+
+
+def test_uninformative_family_says_it_is_not_unique(ref, tmp_path):
+    # Patient and one sibling, no parents: the sibling with the same typing could be HLA-identical by
+    # descent, or share alleles by chance only; with no parents the answer is not unique.
+    f = tmp_path / "fam.csv"
+    f.write_text("id,relation,A,B\nP,patient,A*01:01+A*02:01,B*08:01+B*44:02\nS,sister,A*01:01+A*24:02,B*08:01+B*51:01\n")
+    (fam,), _ = read_family_file(f, ref.nomenclature)
+    s = segregate(fam, ref.nomenclature)
+    assert s.relationship("S").klass in ("haploidentical", "undetermined")
+    assert s.n_solutions >= 1
+
+
+def test_pedigree_errors(ref, tmp_path):
+    from haplomatch.pedigree import build_pedigree
+
+    f = tmp_path / "fam.csv"
+    f.write_text("id,relation,sex,father_id,mother_id\nP,patient,F,F1,M1\nF1,father,M,P,\nM1,mother,F,,\n")
+    (fam,), _ = read_family_file(f, ref.nomenclature)
+    with pytest.raises(InputError, match="cycle"):
+        build_pedigree(fam)
