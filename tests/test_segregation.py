@@ -116,3 +116,25 @@ def test_pedigree_errors(ref, tmp_path):
     (fam,), _ = read_family_file(f, ref.nomenclature)
     with pytest.raises(InputError, match="cycle"):
         build_pedigree(fam)
+
+
+def test_haplotypes_command_json_and_ihiw():
+    import json
+
+    from click.testing import CliRunner
+
+    from haplomatch.cli import main
+
+    r = CliRunner().invoke(main, ["haplotypes", str(FAMILIES / "two-parents-four-children.csv"), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["unique"] is True and doc["recombinants"] == ["S4: paternal recombination between DQB1 and DPB1"]
+    s2 = next(p for p in doc["persons"] if p["id"] == "S2")
+    assert set(s2) >= {"id", "haplotypes", "shared_with_patient", "class", "notes"}
+    assert [h["label"] for h in s2["haplotypes"]] == ["a", "d"] and s2["class"] == "haploidentical"
+    assert s2["haplotypes"][1]["alleles"]["B"] == "B*51:01"
+    r = CliRunner().invoke(main, ["haplotypes", str(FAMILIES / "two-parents-four-children.csv"), "--format", "ihiw"])
+    head, *rows = r.output.strip().splitlines()
+    assert {"Hap1_Inferred", "Hap1_Parent", "Hap1_Recombined", "Hap2_Inferred"} <= set(head.split("\t"))
+    s4 = dict(zip(head.split("\t"), next(x for x in rows if x.startswith("1\tS4")).split("\t")))
+    assert s4["Hap1_Recombined"] == "1" and s4["Hap2_Recombined"] == "0"

@@ -126,6 +126,85 @@ def _nomenclature(ref, mac_table: Path | None):
         sys.exit(2)
 
 
+@main.command("haplotypes")
+@click.argument("family_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "ihiw"]), default="table", show_default=True)
+@click.option("--patient", help="Id of the patient, for pedigree files without a relation column (IHIW-18 PED).")
+@click.option("--mac-table", type=click.Path(dir_okay=False, path_type=Path), help="NMDP MAC table (numer.v3.txt).")
+@REFERENCE_OPTION
+def haplotypes_cmd(family_file, fmt, patient, mac_table, reference_dir) -> None:
+    """Infer the parental haplotypes (father a/b, mother c/d), who inherited which, and each relative's
+    class versus the patient, with recombinants and conflicts."""
+    from haplomatch.haplotypes_out import ihiw_rows, persons_json
+    from haplomatch.segregation import segregate
+    from haplomatch.textout import table
+
+    ref = _load(reference_dir)
+    nom = _nomenclature(ref, mac_table)
+    families = _read_families(family_file, nom, patient)
+    docs, ihiw = [], []
+    for fam in families:
+        try:
+            seg = segregate(fam, nom)
+        except HaplomatchError as e:
+            _fail(e)
+        docs.append(persons_json(fam, seg))
+        ihiw += ihiw_rows(fam, seg)
+    if fmt == "json":
+        click.echo(json.dumps(docs if len(docs) > 1 else docs[0], indent=2))
+        return
+    if fmt == "ihiw":
+        cols = list(ihiw[0]) if ihiw else []
+        click.echo("\t".join(cols))
+        for r in ihiw:
+            click.echo("\t".join(str(r[c]) for c in cols))
+        return
+    for doc in docs:
+        if doc["family_id"]:
+            click.echo(f"Family {doc['family_id']}")
+        rows = []
+        for p in doc["persons"]:
+            h = p["haplotypes"]
+            rows.append({"id": p["id"] + (" (virtual)" if p["virtual"] else ""), "relation": p["relation"],
+                         "haplotypes": " / ".join(x["label"] or "?" for x in h) if h else "-",
+                         "class": p["class"], "shared": p["shared_with_patient"],
+                         "notes": "; ".join(p["notes"])})
+        click.echo(table(rows, ["id", "relation", "haplotypes", "class", "shared", "notes"]))
+        click.echo("\nHaplotypes:")
+        hap_rows = [{"label": lab, **{loc: "/".join(v) or "-" for loc, v in per.items()}} for lab, per in doc["haplotypes"].items()]
+        click.echo(table(hap_rows, ["label"] + doc["loci"]))
+        for n in doc["notes"]:
+            click.echo(f"Note: {n}")
+        click.echo(f"Unique: {'yes' if doc['unique'] else 'no'} ({doc['solutions']} equally good solution(s))")
+        for c in doc["conflicts"]:
+            click.echo(f"Conflict: {c['message']} (likely: {', '.join(c['causes'])})")
+        click.echo("")
+
+
+def _fail(e: Exception, code: int = 2):
+    from haplomatch.errors import InputError
+
+    if isinstance(e, InputError):
+        for p in e.problems:
+            click.echo(f"Error: {p}", err=True)
+    else:
+        click.echo(f"Error: {e}", err=True)
+    sys.exit(code)
+
+
+def _read_families(path: Path, nom, patient: str | None = None):
+    """All families of a family file, or exit 2 listing every problem."""
+    from haplomatch.familyfile import read_family_file
+
+    try:
+        families, problems = read_family_file(path, nom, patient=patient)
+    except HaplomatchError as e:
+        _fail(e)
+    for p in problems:
+        click.echo(f"Warning: {p}", err=True)
+    return families
+
+
 @main.group("reference")
 def reference_grp() -> None:
     """The IPD-IMGT/HLA and IPD-KIR release and the facts derived from it."""
