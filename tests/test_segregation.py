@@ -138,3 +138,31 @@ def test_haplotypes_command_json_and_ihiw():
     assert {"Hap1_Inferred", "Hap1_Parent", "Hap1_Recombined", "Hap2_Inferred"} <= set(head.split("\t"))
     s4 = dict(zip(head.split("\t"), next(x for x in rows if x.startswith("1\tS4")).split("\t")))
     assert s4["Hap1_Recombined"] == "1" and s4["Hap2_Recombined"] == "0"
+
+
+@pytest.mark.parametrize("name", ["two-parents-four-children.csv", "non-paternity.csv", "homozygous-father.csv"])
+def test_both_exact_searches_agree(ref, name):
+    from haplomatch.segregation import SegregationSettings
+
+    (fam,), _ = read_family_file(FAMILIES / name, ref.nomenclature)
+    a = segregate(fam, ref.nomenclature, SegregationSettings(mode="joint"))
+    b = segregate(fam, ref.nomenclature, SegregationSettings(mode="config"))
+    assert a.cost == b.cost
+    assert classes(a) == classes(b)
+    assert a.haplotypes == b.haplotypes
+    assert [r.text for r in a.recombinants] == [r.text for r in b.recombinants]
+
+
+def test_large_sibship_with_typed_parents(ref, tmp_path):
+    # 2 parents + 10 children (4^10 joint states): the configuration search handles it exactly.
+    lines = (FAMILIES / "two-parents-four-children.csv").read_text().splitlines()[1:]
+    extra = [ln.replace("S1,brother", f"X{i},brother", 1) for i, ln in enumerate([lines[4]] * 3)]
+    extra += [ln.replace("S3,brother", f"Y{i},brother", 1) for i, ln in enumerate([lines[6]] * 3)]
+    f = tmp_path / "big.csv"
+    f.write_text("\n".join(lines + extra) + "\n")
+    (fam,), _ = read_family_file(f, ref.nomenclature)
+    s = segregate(fam, ref.nomenclature)
+    c = classes(s)
+    assert len(fam.people) == 13
+    assert all(c[f"X{i}"] == "HLA-identical" for i in range(3)) and all(c[f"Y{i}"] == "mismatched" for i in range(3))
+    assert c["S4"] == "HLA-identical" and s.unique

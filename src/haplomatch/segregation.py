@@ -46,6 +46,9 @@ class SegregationSettings:
     unexplained_cost: float = 1.5
     max_solutions: int = 64
     max_states: int = 1 << 18
+    max_configs: int = 1 << 16
+    #: "auto" picks the faster exact search; "joint" / "config" force one (both exact; tests compare them)
+    mode: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -176,10 +179,6 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
     members += [_Member(s, "grandchild", 2) for s in ped.children]
     shape = tuple(mb.radix for mb in members)
     n_states = int(np.prod(shape))
-    if n_states > settings.max_states:
-        raise InputError([Problem(
-            f"the sibship is too large for the exact search ({n_states} joint inheritance states; the limit "
-            f"is {settings.max_states}); type the parents, or split the family", column="relation")])
     R, U = settings.recombination_cost, settings.unexplained_cost
 
     def typing(pid: str, locus: str) -> LocusTyping | None:
@@ -246,33 +245,59 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
                 t = np.array([[[[one_hap_cost(mb.id, fo[sp >> 1] if b == 0 else mo[sp & 1]) for b in range(2)]
                                 for sp in range(4)] for mo in mopts] for fo in fopts])
             tables.append(t)
-        nF, nM = len(fopts), len(mopts)
-        total = np.zeros((nF, nM) + shape)
-        for i, (mb, t) in enumerate(zip(members, tables)):
-            if mb.kind == "grandchild":
-                sh = [nF, nM] + [1] * len(shape)
-                sh[2] = 4
-                sh[2 + i] = 2
-                total = total + t.reshape(sh)
-            else:
-                sh = [nF, nM] + [1] * len(shape)
-                sh[2 + i] = mb.radix
-                total = total + t.reshape(sh)
-        costs.append(total.reshape(nF * nM, *shape).min(axis=0))
-        locus_data.append((fopts, mopts, total))
+        locus_data.append((fopts, mopts, tables))
 
-    # -- Viterbi over loci, keeping every co-optimal path -------------------------------------------------
-    trans = []
-    for mb in members:
-        if mb.radix == 4:
-            trans.append(np.array([[R * bin(a ^ b).count("1") for b in range(4)] for a in range(4)]))
-        else:
-            trans.append(np.array([[0.0 if a == b else R for b in range(2)] for a in range(2)]))
+    n_configs = int(np.prod([len(f) * len(mo) for f, mo, _ in locus_data], dtype=float))
+    if settings.mode == "joint" or (settings.mode == "auto" and (
+            n_states <= 4096 or (n_states <= settings.max_states and n_configs > settings.max_configs))):
+        paths, best, overflow = _joint_search(members, shape, locus_data, settings)
+    elif n_configs <= settings.max_configs:
+        paths, best, overflow = _config_search(members, locus_data, settings)
+    else:
+        raise InputError([Problem(
+            f"the family is too large for the exact search ({n_states} joint inheritance states, {n_configs:.0f} "
+            "parental phase configurations): type the parents, or split the family", column="relation")])
+    paths = _merge_mirrors(paths, members, ped, people)
+    return _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m, settings)
+
+
+def _totals(members, shape, tables) -> np.ndarray:
+    """Cost of every (father option, mother option, joint state) at one locus."""
+    nF, nM = tables[0].shape[:2]
+    total = np.zeros((nF, nM) + shape)
+    for i, (mb, t) in enumerate(zip(members, tables)):
+        sh = [nF, nM] + [1] * len(shape)
+        if mb.kind == "grandchild":
+            sh[2] = 4
+        sh[2 + i] = mb.radix
+        total = total + t.reshape(sh)
+    return total
+
+
+def _alpha_costs(members, tables, state: tuple[int, ...]) -> np.ndarray:
+    """Cost of each (father option, mother option) for one joint state at one locus."""
+    acc = 0.0
+    for i, (mb, t) in enumerate(zip(members, tables)):
+        acc = acc + (t[:, :, state[0], state[i]] if mb.kind == "grandchild" else t[:, :, state[i]])
+    return acc
+
+
+def _transition(mb: _Member, R: float) -> np.ndarray:
+    if mb.radix == 4:
+        return np.array([[R * bin(a ^ b).count("1") for b in range(4)] for a in range(4)])
+    return np.array([[0.0 if a == b else R for b in range(2)] for a in range(2)])
+
+
+def _joint_search(members, shape, locus_data, settings):
+    """Viterbi over loci on the joint inheritance state of all children (exact; any parental typing)."""
+    R = settings.recombination_cost
+    costs = [_totals(members, shape, tables).reshape(-1, *shape).min(axis=0) for _, _, tables in locus_data]
+    trans = [_transition(mb, R) for mb in members]
     first = costs[0].copy()
     mask = np.full(shape, np.inf)
     mask[(0,) + (slice(None),) * (len(shape) - 1)] = 0.0  # label the patient's haplotypes a and c
     d = [first + mask]
-    for li in range(1, len(loci)):
+    for li in range(1, len(costs)):
         prev = d[-1]
         for ax, t in enumerate(trans):
             prev = _minplus_axis(prev, t, ax)
@@ -303,20 +328,117 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
             walk(li - 1, tuple(int(x) for x in prev_state), [state] + tail)
 
     for end in zip(*np.nonzero(np.abs(d[-1] - best) < eps)):
-        walk(len(loci) - 1, tuple(int(x) for x in end), [])
+        walk(len(costs) - 1, tuple(int(x) for x in end), [])
     if len(paths) > settings.max_solutions:
         paths = paths[: settings.max_solutions]
         overflow = True
-    # With neither parent typed, which haplotypes are paternal cannot be told: a solution and its mirror
-    # (father ↔ mother) are one answer. Keep one of each pair.
+    return paths, best, overflow
+
+
+def _config_search(members, locus_data, settings):
+    """Exact search for large sibships of typed parents: enumerate the parental options at every locus
+    (phase of a typed parent; few per locus), and for each configuration find each child's best inheritance
+    path independently (children are independent given their parents' haplotypes). Vectorised over configs."""
+    R = settings.recombination_cost
+    L = len(locus_data)
+    sizes = [len(f) * len(mo) for f, mo, _ in locus_data]
+    grids = np.stack(np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij"), -1).reshape(-1, L)
+    # units: the patient with his/her own children (their costs depend on the patient's state), then each other child
+    kids = [i for i, mb in enumerate(members) if mb.kind == "grandchild"]
+    units = [[0] + kids] + [[i] for i, mb in enumerate(members) if i != 0 and mb.kind != "grandchild"]
+
+    def unit_tables(unit):
+        """Per locus: cost array (n_alpha, unit states) and the unit's state shape."""
+        shapes = tuple(members[i].radix for i in unit)
+        out = []
+        for f, mo, tables in locus_data:
+            nA = len(f) * len(mo)
+            acc = np.zeros((len(f), len(mo)) + shapes)
+            for j, i in enumerate(unit):
+                t = tables[i]
+                sh = [len(f), len(mo)] + [1] * len(shapes)
+                if members[i].kind == "grandchild":
+                    sh[2] = 4
+                sh[2 + j] = members[i].radix
+                acc = acc + t.reshape(sh)
+            out.append(acc.reshape(nA, -1))
+        trans = np.zeros((int(np.prod(shapes)),) * 2)
+        for a, sa in enumerate(itertools.product(*[range(r) for r in shapes])):
+            for b, sb in enumerate(itertools.product(*[range(r) for r in shapes])):
+                trans[a, b] = sum(_transition(members[i], R)[x, y] for i, x, y in zip(unit, sa, sb))
+        return out, trans, shapes
+
+    def viterbi(cfg: np.ndarray, ut, keep: bool):
+        costs, trans, shapes = ut
+        d = costs[0][cfg[:, 0]].copy()
+        if ut is prepared[0]:
+            d[:, [k for k, st in enumerate(itertools.product(*[range(r) for r in shapes])) if st[0] != 0]] = np.inf
+        hist = [d] if keep else None
+        for li in range(1, L):
+            d = np.min(d[:, :, None] + trans[None], axis=1) + costs[li][cfg[:, li]]
+            if keep:
+                hist.append(d)
+        return d, hist
+
+    prepared = [unit_tables(u) for u in units]
+    total = np.zeros(len(grids))
+    for ut in prepared:
+        d, _ = viterbi(grids, ut, False)
+        total += d.min(axis=1)
+    best = float(total.min())
+    chosen = grids[np.abs(total - best) < 1e-9]
+    paths: list[list[tuple[int, ...]]] = []
+    overflow = False
+    for cfg in chosen:
+        per_unit = []
+        for ut, unit in zip(prepared, units):
+            d, hist = viterbi(cfg[None, :], ut, True)
+            costs, trans, shapes = ut
+            states = list(itertools.product(*[range(r) for r in shapes]))
+            found: list[list[int]] = []
+
+            def walk(li, k, tail):
+                if len(found) > settings.max_solutions:
+                    return
+                if li == 0:
+                    found.append([k] + tail)
+                    return
+                pred = hist[li - 1][0] + trans[:, k] + costs[li][cfg[li], k]
+                for j in np.nonzero(np.abs(pred - hist[li][0, k]) < 1e-9)[0]:
+                    walk(li - 1, int(j), [k] + tail)
+
+            for k in np.nonzero(np.abs(hist[-1][0] - hist[-1][0].min()) < 1e-9)[0]:
+                walk(L - 1, int(k), [])
+            per_unit.append([[states[k] for k in path] for path in found])
+        for combo in itertools.product(*per_unit):
+            joint = []
+            for li in range(L):
+                st = [0] * len(members)
+                for unit, upath in zip(units, combo):
+                    for i, x in zip(unit, upath[li]):
+                        st[i] = x
+                joint.append(tuple(st))
+            if joint not in paths:
+                paths.append(joint)
+            if len(paths) > settings.max_solutions:
+                overflow = True
+                return paths[: settings.max_solutions], best, overflow
+    return paths, best, overflow
+
+
+def _merge_mirrors(paths, members, ped, people):
+    """With neither parent typed, which haplotypes are paternal cannot be told: a solution and its mirror
+    (father ↔ mother) are one answer. Keep one of each pair."""
     untyped = [not any(t.typed for t in (people[n].hla.values() if n in people else ())) for n in (ped.father, ped.mother)]
-    if all(untyped) and not (ped.paternal_half_siblings or ped.maternal_half_siblings):
-        def mirror(path):
-            return [tuple(((x & 1) << 1) | (x >> 1) if mb.radix == 4 else 1 - x for x, mb in zip(st, members))
-                    for st in path]
-        canon = {tuple(min(tuple(p), tuple(mirror(p)))) for p in paths}
-        paths = [list(p) for p in sorted(canon)]
-    return _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m, settings)
+    if not all(untyped) or ped.paternal_half_siblings or ped.maternal_half_siblings:
+        return paths
+
+    def mirror(path):
+        return [tuple(((x & 1) << 1) | (x >> 1) if mb.radix == 4 else 1 - x for x, mb in zip(st, members))
+                for st in path]
+
+    canon = {tuple(min(tuple(p), tuple(mirror(p)))) for p in paths}
+    return [list(p) for p in sorted(canon)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -342,9 +464,9 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
     haps: dict[str, dict[str, set]] = {h: {loc: set() for loc in loci} for h in "abcd"}
     for path in paths:
         for li, locus in enumerate(loci):
-            fopts, mopts, total = locus_data[li]
+            fopts, mopts, tables = locus_data[li]
             st = path[li]
-            sub = total[(slice(None), slice(None)) + st]
+            sub = _alpha_costs(members, tables, st)
             for fi, mi in zip(*np.nonzero(np.abs(sub - sub.min()) < 1e-9)):
                 for lab, val in zip("ab", fopts[fi]):
                     haps[lab][locus].add(val)
@@ -529,9 +651,9 @@ def _conflicts(ped, members, loci, locus_data, path, people, m: _Matcher) -> lis
     found: dict[tuple[str, str], list[tuple[str, str]]] = {}
     idx = {mb.id: i for i, mb in enumerate(members)}
     for li, locus in enumerate(loci):
-        fopts, mopts, total = locus_data[li]
+        fopts, mopts, tables = locus_data[li]
         st = path[li]
-        sub = total[(slice(None), slice(None)) + st]
+        sub = _alpha_costs(members, tables, st)
         fi, mi = (int(x[0]) for x in np.nonzero(np.abs(sub - sub.min()) < 1e-9))
         fo, mo = fopts[fi], mopts[mi]
         for mb in members:
