@@ -253,5 +253,15 @@ def reference_info(fmt: str, reference_dir: Path | None) -> None:
         click.echo(f"{k.replace('_', ' ')}: {v}")
 
 
+def _register() -> None:
+    """Commands that live in their own modules."""
+    from haplomatch.cli_match import match_cmd
+
+    main.add_command(match_cmd)
+
+
+_register()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
