@@ -256,8 +256,11 @@ def reference_info(fmt: str, reference_dir: Path | None) -> None:
 def _register() -> None:
     """Commands that live in their own modules."""
     from haplomatch.cli_match import match_cmd
+    from haplomatch.cli_nk import kir_cmd, nk_cmd
 
     main.add_command(match_cmd)
+    main.add_command(kir_cmd)
+    main.add_command(nk_cmd)
 
 
 _register()
