@@ -22,6 +22,7 @@ __all__ = [
     "Reference",
     "load_reference",
     "ligands",
+    "rank",
 ]
 
 
@@ -35,3 +36,12 @@ def __getattr__(name: str):
 
         return ligands
     raise AttributeError(f"module 'haplomatch' has no attribute {name!r}")
+
+
+def rank(family, profile: str = "haplo-hsct", antibodies=None, rules=None, overrides=None, reference=None):
+    """Rank a family's relatives as donors (see ``haplomatch.ranking.rank_family``); returns a ``Ranking``
+    whose ``to_dict()`` is the JSON of ``haplomatch rank --format json``."""
+    from haplomatch.ranking import rank_family
+    from haplomatch.reference import load_reference
+
+    return rank_family(reference or load_reference(), family, profile, antibodies, rules, overrides)

@@ -126,6 +126,66 @@ def _nomenclature(ref, mac_table: Path | None):
         sys.exit(2)
 
 
+@main.command("rank")
+@click.argument("family_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--profile", type=click.Choice(["haplo-hsct", "nk-cell-therapy"]), default="haplo-hsct", show_default=True,
+              help="Treatment profile: haploidentical transplant, or adoptive NK-cell therapy.")
+@click.option("--antibodies", type=click.Path(dir_okay=False, path_type=Path), help="The patient's antibody report.")
+@click.option("--patient", help="Id of the patient, for pedigree files without a relation column (IHIW-18 PED).")
+@click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path), help="Your own rule file.")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE", help="Override a rule-file setting.")
+@click.option("--mac-table", type=click.Path(dir_okay=False, path_type=Path), help="NMDP MAC table (numer.v3.txt).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table", show_default=True)
+@click.option("--explain", is_flag=True, help="Show under each candidate the rules that fired, with their sources.")
+@REFERENCE_OPTION
+def rank_cmd(family_file, profile, antibodies, patient, rules_file, overrides, mac_table, fmt, explain, reference_dir) -> None:
+    """Rank the patient's relatives as donors, with the rules that decided and their sources.
+
+    \b
+    Example:
+      haplomatch rank examples/neuroblastoma-family.csv --antibodies examples/neuroblastoma-antibodies.csv --explain
+    """
+    from haplomatch.antibodies import read_antibodies
+    from haplomatch.ranking import rank_family
+    from haplomatch.report.text import ranking_csv, ranking_markdown, ranking_table
+
+    ref = _load(reference_dir)
+    nom = _nomenclature(ref, mac_table)
+    families = _read_families(family_file, nom, patient)
+    abs_ = None
+    if antibodies is not None:
+        try:
+            abs_, problems = read_antibodies(antibodies, nom)
+        except HaplomatchError as e:
+            _fail(e)
+        ab_warnings = tuple(str(p) for p in problems)
+    else:
+        ab_warnings = ()
+    sets = {}
+    for item in overrides:
+        if "=" not in item:
+            _fail(HaplomatchError(f"--set needs NAME=VALUE, not {item!r}"))
+        k, v = item.split("=", 1)
+        import yaml
+
+        sets[k.strip()] = yaml.safe_load(v)
+    rankings = []
+    for fam in families:
+        try:
+            rankings.append(rank_family(ref, fam, profile, abs_, rules_file, sets or None, warnings=ab_warnings))
+        except HaplomatchError as e:
+            _fail(e)
+    if fmt == "json":
+        docs = [r.to_dict() for r in rankings]
+        click.echo(json.dumps(docs if len(docs) > 1 else docs[0], indent=2, default=str))
+    elif fmt == "csv":
+        click.echo(ranking_csv(rankings), nl=False)
+    elif fmt == "markdown":
+        click.echo("\n\n".join(ranking_markdown(r, explain) for r in rankings))
+    else:
+        click.echo("\n\n".join(ranking_table(r, explain) for r in rankings))
+
+
 @main.command("haplotypes")
 @click.argument("family_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "ihiw"]), default="table", show_default=True)
@@ -201,7 +261,7 @@ def _read_families(path: Path, nom, patient: str | None = None):
     except HaplomatchError as e:
         _fail(e)
     for p in problems:
-        click.echo(f"Warning: {p}", err=True)
+        click.echo(str(p), err=True)
     return families
 
 

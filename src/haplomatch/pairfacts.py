@@ -63,13 +63,27 @@ def pair_facts(ref: Reference, pairs: pl.DataFrame, segregation: pl.DataFrame | 
     out = compat_pair_facts(ref, out, settings.compat)
     if antibodies is not None:
         out = dsa_pair_facts(ref, out, antibodies, settings.dsa, by_patient_id=by_patient_id)
-        out = out.with_columns(pl.lit(None, pl.String).alias("dsa_reason"))
+        # a report was given: no definite DSA means 0 MFI and no C1q, not "unknown"
+        out = out.with_columns(
+            pl.when(pl.col("dsa_category").is_not_null()).then(pl.col("dsa_max_mfi").fill_null(0.0)).alias("dsa_max_mfi"),
+            pl.when(pl.col("dsa_category").is_not_null()).then(pl.col("dsa_c1q").fill_null(False)).alias("dsa_c1q"),
+            pl.lit(None, pl.String).alias("dsa_reason"),
+            # the definite DSA in words: "B27 (6500 MFI, C1q+)"
+            pl.col("dsa").list.eval(
+                pl.when(pl.element().struct.field("status") == "yes").then(
+                    pl.element().struct.field("specificity") + pl.lit(" (")
+                    + pl.element().struct.field("mfi").cast(pl.Int64).cast(pl.String) + pl.lit(" MFI")
+                    + pl.when(pl.element().struct.field("c1q")).then(pl.lit(", C1q+")).otherwise(pl.lit("")) + pl.lit(")")
+                )
+            ).list.drop_nulls().alias("dsa_specificities"),
+        )
     else:
         out = out.with_columns(
             pl.lit(None, pl.Float64).alias("dsa_max_mfi"), pl.lit(None, pl.Boolean).alias("dsa_c1q"),
             pl.lit(None, pl.String).alias("dsa_category"), pl.lit(None, pl.Float64).alias("dsa_possible_max_mfi"),
             pl.lit(None, pl.String).alias("dsa_category_if_possible"),
             pl.lit("no antibody report given (--antibodies)").alias("dsa_reason"),
+            pl.lit(None, pl.List(pl.String)).alias("dsa_specificities"),
         )
     out = out.with_columns(donor_factor_columns())
     if segregation is not None:
@@ -93,3 +107,41 @@ def family_facts(ref: Reference, family: Family, antibodies=None, settings: Fact
     seg = segregate(family, nomenclature or ref.nomenclature, settings.segregation)
     pairs = family_pairs(family)
     return pair_facts(ref, pairs, segregation_frame(family, seg), antibodies, settings), seg
+
+
+#: The documented pair facts (README glossary); JSON output carries these. Other columns exist (per-locus
+#: ranges, kinds, scores) and can be used in rules too.
+GLOSSARY: dict[str, str] = {
+    "id": "candidate id", "relation": "relation to the patient", "available": "donor available (yes/no)",
+    "shared_haplotypes": "HLA haplotypes shared with the patient (0, 1, 2) on the class loci A, C, B, DRB1, DQB1",
+    "hla_class": "HLA-identical, haploidentical, mismatched or undetermined",
+    "class_all_loci": "the class holds at every locus typed in both (false: recombination)",
+    "class_by_descent": "established by family segregation (false: by allele state only)",
+    "class_partial": "candidate typed at fewer loci than the patient: class on the loci typed",
+    "shared_labels": "which parental haplotypes are shared (a/b father, c/d mother)",
+    "class_evidence": "the evidence for the class, in words", "hla_class_reason": "why the class is unknown",
+    "gvh_A": "GvH mismatches at HLA-A (patient alleles absent in the donor); also B, C, DRB1, DQB1, DPB1; null when ambiguous (see gvh_A_min/_max)",
+    "hvg_A": "HvG mismatches at HLA-A (donor alleles absent in the patient); also the other loci",
+    "grade8_bi": "match grade X/8 (A, B, C, DRB1), bidirectional; also grade10_*, grade12_*, _gvh/_hvg, _text",
+    "b_leader_genotype_match": "HLA-B leader -21 genotypes (MM/MT/TT) equal",
+    "b_leader_mismatched_alleles_same_leader": "the mismatched HLA-B alleles share the -21 residue (single B mismatch only)",
+    "dpb1_tce": "DPB1 TCE: Match, Permissive, NonPermissiveGvH, NonPermissiveHvG, Unknown",
+    "ll_gvh": "ligand-ligand model: ligand groups the donor has and the patient lacks (C1, C2, Bw4)",
+    "ll_gvh_alloreactive": "a GvH ligand mismatch whose inhibitory KIR the donor carries (Ruggeri 2002)",
+    "ll_hvg": "ligand groups the patient has and the donor lacks",
+    "rl_count": "receptor-ligand model: donor inhibitory KIR whose ligand the patient lacks (count; Leung 2004)",
+    "rl_kir": "those KIR", "ml_applicable": "missing-ligand model applies (HLA-identical pair; Hsu 2005)",
+    "donor_kir_genotype": "donor KIR A/A or B/x", "donor_kir_cen": "centromeric motif A/A, A/B, B/B",
+    "donor_kir_tel": "telomeric motif", "donor_kir_b_content_score": "KIR B-content score 0-4 (Cooley 2010)",
+    "donor_kir_b_content_group": "Neutral, Better, Best", "donor_kir_activating_count": "activating KIR genes",
+    "kir3dl1_hlab": "KIR3DL1 x HLA-B: strong / weak / non-inhibiting (Boudreau 2017)",
+    "kir2ds1_favourable": "donor KIR2DS1 with C1 in the donor (Venstrom 2012)",
+    "dsa_max_mfi": "strongest definite donor-specific antibody (MFI; 0 = none; null = no antibody report)",
+    "dsa_c1q": "a DSA binds C1q", "dsa_category": "negative, positive, high_risk, graft_rejection_risk, above_desensitisation_limit",
+    "dsa": "the DSA list (specificity, kind, MFI, C1q, status)",
+    "dsa_specificities": "the definite DSA in words, e.g. 'B27 (6500 MFI, C1q+)'", "dsa_reason": "why DSA were not evaluated",
+    "donor_age": "years", "donor_sex": "M/F", "donor_male": "male donor", "female_to_male": "female donor, male patient",
+    "donor_parity": "pregnancies", "abo_relation": "match, minor, major, bidirectional",
+    "cmv_pairing": "donor/recipient CMV serostatus, e.g. D-/R+", "weight_ratio": "donor/patient weight",
+    "donor_fcgr3a": "donor FCGR3A-158 genotype VV/VF/FF", "donor_fcgr3a_158v": "donor carries FCGR3A-158V",
+}

@@ -1,0 +1,1 @@
+"""Writing results for people: terminal tables, CSV, Markdown (and, later, HTML)."""

@@ -1,0 +1,158 @@
+"""`haplomatch rank`: the shipped examples ranked as the cited rules imply, rule-file settings that change the
+ranking without code changes, and every rule-file error.
+
+The neuroblastoma family (examples/): father F01 a/b, mother M01 c/d, patient P01 a/c (HLA-C C1/C1 and
+HLA-B Bw6/Bw6: she lacks the C2 and Bw4 ligands), brother S01 a/c (HLA-identical), sister S02 b/c.
+Haplotype b carries B*27:05; the patient has anti-B27 antibodies at 6,500 MFI, C1q-positive, so the
+father and the sister carry the target antigen.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from haplomatch.cli import main
+from haplomatch.errors import InputError
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+FAMILY = str(EXAMPLES / "neuroblastoma-family.csv")
+ABS = str(EXAMPLES / "neuroblastoma-antibodies.csv")
+
+
+def run(*args):
+    r = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return r
+
+
+def rank_json(*args):
+    r = run("rank", FAMILY, "--antibodies", ABS, "--format", "json", *args)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def order(doc):
+    return [c["id"] for c in doc["candidates"]]
+
+
+def test_haplo_hsct_on_the_example():
+    doc = rank_json()
+    assert set(doc) >= {"patient", "profile", "release", "warnings", "candidates"}
+    c = {x["id"]: x for x in doc["candidates"]}
+    # 1. The HLA-identical brother ranks first: a matched sibling is the standard first choice (tier 0).
+    assert order(doc)[0] == "S01" and c["S01"]["eligible"]
+    assert any("above every haploidentical donor" in e["text"] for e in c["S01"]["explanation"])
+    # 2. Anti-B27 at 6,500 MFI (> 5,000, and C1q+) against B*27:05 on haplotype b: father and sister excluded
+    #    (EBMT consensus, Ciurea 2018); the explanation names the antibody, its MFI and the source.
+    for pid in ("F01", "S02"):
+        assert not c[pid]["eligible"] and c[pid]["excluded_by"] == ["dsa-high-risk"]
+        (e,) = [e for e in c[pid]["explanation"] if e["effect"] == "exclude"]
+        assert "B27 (6500 MFI, C1q+)" in e["text"] and "5000" in e["text"] and "Ciurea SO" in e["source"]
+    # 3. The mother is the eligible haploidentical donor, with her DSA (DQB1*03:01, 1,200 MFI) flagged.
+    assert order(doc)[1] == "M01" and c["M01"]["eligible"]
+    assert any(e["rule"] == "dsa-positive" and "DQB1*03:01 (1200 MFI)" in e["text"] for e in c["M01"]["explanation"])
+    assert [x["rank"] for x in doc["candidates"]] == [1, 2, 3, 4]
+    assert all(set(x) >= {"id", "relation", "rank", "eligible", "excluded_by", "summary", "explanation", "facts"}
+               for x in doc["candidates"])
+    assert any("Cw17" in w for w in doc["warnings"])  # the unmappable specificity is reported
+
+
+def test_nk_therapy_on_the_example():
+    doc = rank_json("--profile", "nk-cell-therapy")
+    c = {x["id"]: x for x in doc["candidates"]}
+    # The patient lacks C2 and Bw4; mother and brother carry KIR2DL1 and KIR3DL1: receptor-ligand count 2 for
+    # both (Leung 2004). Both have KIR A/A (B-content 0) and 1 activating gene (2DS4); no KIR2DS1. The next
+    # criterion, FCGR3A-158 (Koene 1997), puts the mother (VF) before the brother (FF).
+    assert c["M01"]["facts"]["rl_count"] == 2 and c["S01"]["facts"]["rl_count"] == 2
+    assert sorted(c["M01"]["facts"]["rl_kir"]) == ["KIR2DL1", "KIR3DL1"]
+    assert order(doc)[:2] == ["M01", "S01"]
+    assert not c["F01"]["eligible"] and not c["S02"]["eligible"]
+    assert any("Modak" in e["source"] for e in c["M01"]["explanation"])
+
+
+def test_without_antibodies_dsa_is_not_evaluated():
+    r = run("rank", FAMILY, "--format", "json")
+    doc = json.loads(r.output)
+    assert all(x["eligible"] for x in doc["candidates"])
+    assert any("antibody report" in w for w in doc["warnings"])
+    f = next(x for x in doc["candidates"] if x["id"] == "F01")
+    assert any(e["effect"] == "not evaluated" and e["rule"] == "dsa-high-risk" for e in f["explanation"])
+
+
+def test_changing_a_setting_in_the_yaml_changes_the_ranking(tmp_path):
+    from haplomatch.rulefiles import rules_path
+
+    text = rules_path("haplo-hsct.yaml").read_text()
+    # raise the DSA exclusion threshold and stop excluding C1q-positive DSA: father and sister come back,
+    # and by donor age (the first criterion) the 13-year-old sister now ranks before the mother.
+    changed = text.replace("value: 5000", "value: 10000").replace("exclude_c1q_positive_dsa:\n    value: true",
+                                                                    "exclude_c1q_positive_dsa:\n    value: false")
+    own = tmp_path / "my-rules.yaml"
+    own.write_text(changed)
+    doc = rank_json("--rules", str(own))
+    assert order(doc)[:2] == ["S01", "S02"] and all(x["eligible"] for x in doc["candidates"])
+    # the same through --set, no file copy
+    doc2 = rank_json("--set", "dsa_exclude_mfi=10000", "--set", "exclude_c1q_positive_dsa=false")
+    assert order(doc2) == order(doc)
+    # swapping two criteria: ABO before age puts the ABO-matched father (A+ to A+) before the sister (O, minor)
+    swapped = changed.replace("[donor_age, donor_sex, abo,", "[abo, donor_age, donor_sex,")
+    own.write_text(swapped)
+    assert order(rank_json("--rules", str(own)))[:2] == ["S01", "F01"]
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    (("available = false", "availabel = false"), "availabel"),
+    (("when: \"shared_haplotypes = 0\"", "when: \"shared_haplotypes = = 0\""), "does not compile"),
+    (("    source: \"donor eligibility is a gate, not a score (RULES 5.8)\"\n", ""), "missing 'source'"),
+    (("effect: exclude\n    explain: \"{id} is not available", "effect: banish\n    explain: \"{id} is not available"), "unknown effect"),
+    (("{dsa_exclude_mfi} OR", "{no_such_setting} OR"), "unknown setting"),
+    (("[donor_age, donor_sex,", "[donor_age, eye_colour, donor_sex,"), "eye_colour"),
+])
+def test_rule_file_errors_name_the_file_rule_and_problem(ref, tmp_path, edit, fragment):
+    from haplomatch.pairfacts import family_facts
+    from haplomatch.familyfile import read_family_file
+    from haplomatch.ranking import rules_for
+    from haplomatch.rulefiles import rules_path
+
+    text = rules_path("haplo-hsct.yaml").read_text()
+    assert edit[0] in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace(edit[0], edit[1], 1))
+    (fam,), _ = read_family_file(FAMILY, ref.nomenclature)
+    facts, _ = family_facts(ref, fam)
+    with pytest.raises(InputError) as e:
+        rules_for(None, bad, dict(facts.schema))
+    msg = str(e.value)
+    assert fragment in msg and str(bad) in msg
+    r = run("rank", FAMILY, "--rules", str(bad))
+    assert r.exit_code == 2 and fragment in r.output
+
+
+def test_yaml_syntax_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules: [unclosed\n")
+    r = run("rank", FAMILY, "--rules", str(bad))
+    assert r.exit_code == 2 and "not valid YAML" in r.output
+
+
+def test_csv_markdown_and_table_fit(tmp_path):
+    r = run("rank", FAMILY, "--antibodies", ABS, "--format", "csv")
+    head = r.output.splitlines()[0].split(",")
+    assert head[:6] == ["family_id", "patient", "profile", "id", "relation", "rank"] and len(r.output.splitlines()) == 5
+    r = run("rank", FAMILY, "--antibodies", ABS, "--format", "markdown", "--explain")
+    assert "| rank | id |" in r.output
+    r = run("rank", FAMILY, "--antibodies", ABS, "--explain")
+    assert max(len(line) for line in r.output.splitlines()) <= 100
+
+
+def test_library_api(ref):
+    import haplomatch
+    from haplomatch.familyfile import read_family_file
+
+    (fam,), _ = read_family_file(FAMILY, ref.nomenclature)
+    ranking = haplomatch.rank(fam)
+    assert ranking.candidates[0].id == "S01" and ranking.to_dict()["profile"] == "haplo-hsct"
