@@ -32,7 +32,29 @@ def _load(reference_dir: Path | None, rebuild: bool = False):
         raise click.ClickException(str(e)) from e
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Commands kept in their own modules are imported only when used (``--help`` stays instant)."""
+
+    lazy: dict[str, tuple[str, str]] = {
+        "match": ("haplomatch.cli_match", "match_cmd"),
+        "kir": ("haplomatch.cli_nk", "kir_cmd"),
+        "nk": ("haplomatch.cli_nk", "nk_cmd"),
+        "simulate": ("haplomatch.cli_simulate", "simulate_grp"),
+    }
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            import importlib
+
+            module, attr = self.lazy[name]
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="haplomatch")
 def main() -> None:
     """Choose the best donor for a patient from the family: haplotypes, NK alloreactivity, HLA compatibility."""
@@ -311,19 +333,6 @@ def reference_info(fmt: str, reference_dir: Path | None) -> None:
         elif isinstance(v, int):
             v = f"{v:,}"
         click.echo(f"{k.replace('_', ' ')}: {v}")
-
-
-def _register() -> None:
-    """Commands that live in their own modules."""
-    from haplomatch.cli_match import match_cmd
-    from haplomatch.cli_nk import kir_cmd, nk_cmd
-
-    main.add_command(match_cmd)
-    main.add_command(kir_cmd)
-    main.add_command(nk_cmd)
-
-
-_register()
 
 
 if __name__ == "__main__":  # pragma: no cover

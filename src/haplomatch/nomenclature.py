@@ -184,6 +184,13 @@ class Nomenclature:
     def _by_prefix(self, key: str, nfields: int, suffix: str) -> list[tuple[str, str]]:
         """(allele, suffix) of every allele named ``key`` at ``nfields`` fields with that suffix; with no
         suffix given and no suffix-less allele, those with any suffix (the caller warns)."""
+        self._lookups = getattr(self, "_lookups", 0) + 1
+        if self._lookups < 64 and "_prefix_index" not in self.__dict__:
+            # a few lookups (one command-line call): filter the table; many: build the index once
+            col = f"name{nfields}" if 1 <= nfields <= 4 else "name1"
+            rows = self.alleles.filter(pl.col(col) == key).select("allele", "suffix").rows()
+            exact = [(a, sfx) for a, sfx in rows if sfx == suffix]
+            return exact if (exact or suffix) else rows
         exact = self._prefix_index.get((key, suffix), [])
         if exact or suffix:
             return [(a, suffix) for a in exact]
