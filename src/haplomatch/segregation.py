@@ -548,7 +548,8 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
             by_solution.setdefault(mb.id, set()).add(_sharing(mb, path, loci, idx, hom_f, hom_m))
     pt_loci = set(loci)
     for mb in members[1:]:
-        rels.append(_relationship(people[mb.id], mb, by_solution[mb.id], loci, pt_loci, overflow))
+        ibs = {loc: _ibs(pt, people[mb.id], loc, m) for loc in loci}
+        rels.append(_relationship(people[mb.id], mb, by_solution[mb.id], loci, pt_loci, overflow, ibs))
     for n, lab in ((ped.father, "a"), (ped.mother, "c")):
         p = people.get(n)
         if p is None:
@@ -603,8 +604,34 @@ def _classify(counts: dict[str, int]) -> tuple[int | None, Klass, bool]:
     return low, klass, min(counts.values()) == max(counts.values())
 
 
-def _relationship(p, mb, solutions: set, loci, pt_loci, overflow) -> Relationship:
+def _ibs(a, b, locus: str, m: _Matcher) -> int | None:
+    """How many alleles two people share by state at a locus (best pairing of their slots; None if untyped)."""
+    ga, gb = _genotypes(a.hla.get(locus)), _genotypes(b.hla.get(locus))
+    if not ga or not gb:
+        return None
+    best = 0
+    for x1, x2 in ga:
+        for y1, y2 in gb:
+            best = max(best, m.match(x1, y1) + m.match(x2, y2), m.match(x1, y2) + m.match(x2, y1))
+    return best
+
+
+def _relationship(p, mb, solutions: set, loci, pt_loci, overflow, ibs: dict | None = None) -> Relationship:
     typed = tuple(loc for loc in loci if p.hla.get(loc) is not None and p.hla[loc].typed)
+    capped: set[str] = set()
+    if ibs:
+        # never claim more sharing at a locus than the typed alleles show (an unexplained allele there)
+        capped_solutions = set()
+        for sol in solutions:
+            new = []
+            for loc, labs in zip(loci, sol):
+                k = ibs.get(loc)
+                if k is not None and len(labs) > k:
+                    capped.add(loc)
+                    labs = labs[:k]
+                new.append(labs)
+            capped_solutions.add(tuple(new))
+        solutions = capped_solutions
     partial = len(typed) < len(pt_loci)
     if not typed:
         return Relationship(p.id, p.relation, None, "undetermined", (), None, typed, True, False,
@@ -636,6 +663,8 @@ def _relationship(p, mb, solutions: set, loci, pt_loci, overflow) -> Relationshi
         ev += f"; differs at {', '.join(diff)} (recombination)"
     if partial:
         ev += f"; on the loci typed only ({', '.join(typed)})"
+    if capped:
+        ev += f"; the alleles at {', '.join(sorted(capped, key=loci.index))} do not fit the inheritance (see conflicts)"
     return Relationship(p.id, p.relation, shared, klass, labels, all_loci, typed, partial, True, ev)
 
 
