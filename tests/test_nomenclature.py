@@ -164,3 +164,11 @@ def test_resolver_raises_only_its_own_error(nom, text):
         nom.resolve_one(text)
     except HaplomatchError:
         pass
+
+
+def test_four_digit_first_field_is_not_taken_for_a_v2_name(nom):
+    # Allelelist 3.58.0 has DPB1*1575:01 (first field 1575) and DPB1*1301:01 as well as DPB1*13:01.
+    assert nom.resolve_one("DPB1*1575").alleles == ("DPB1*1575:01",)
+    with pytest.raises(UnknownAlleleError) as e:
+        nom.resolve_one("DPB1*1301")
+    assert set(e.value.suggestions) == {"DPB1*1301", "DPB1*13:01"}

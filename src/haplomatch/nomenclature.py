@@ -216,11 +216,17 @@ class Nomenclature:
             return sorted(found), warnings
         elif "v2" in t.warnings:
             digits = t.key.split("*", 1)[1].rstrip("NLSCAQ")
+            as_v3 = self._by_prefix(f"{t.locus}*{digits}", 1, t.suffix) if not digits.startswith("0") else []
             found_v2 = []
             for cand in _v2_candidates(t.locus, digits):
                 h = self._by_prefix(cand, cand.count(":") + 1, t.suffix)
                 if h:
                     found_v2.append((cand, h))
+            if as_v3:
+                # a 1-field name with a 3-4 digit first field (DPB1*1575) is a current name, not a v2 one
+                found_v2 = [(f"{t.locus}*{digits}", as_v3)] + found_v2
+                if len(found_v2) == 1:
+                    return sorted(a for a, _ in as_v3), warnings
             if len(found_v2) > 1:
                 raise UnknownAlleleError(
                     t.text, reason="this v2 name has several v3 readings; give the v3 name",

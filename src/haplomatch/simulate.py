@@ -71,8 +71,8 @@ import gc
 import os
 import random
 import shutil
-from bisect import bisect_right
 import tempfile
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -762,70 +762,79 @@ def truth_frame(families: Iterable[SimulatedFamily]) -> pl.DataFrame:
     meiosis that made that haplotype, ``;``-joined, else null), ``recombinant`` (either), ``hla_ibd_min`` /
     ``hla_ibd_max`` (over the HLA loci: 2/2 = HLA-identical by descent, ≥1 = haploidentical), and
     ``haplotype_names`` (this person's own two haplotype names, ``a,b``)."""
-    cols: dict[str, list] = {c: [] for c in _TRUTH_SCHEMA}
-    c_fam, c_id, c_rel, c_fa, c_mo = (cols[k] for k in ("family_id", "id", "relation", "father", "mother"))
-    c_in, c_typed, c_locus = cols["in_file"], cols["typed"], cols["locus"]
-    c_pa, c_ma, c_pl, c_ml = (cols[k] for k in ("paternal_allele", "maternal_allele", "paternal_label",
-                                                 "maternal_label"))
-    c_pf, c_mf, c_ibd, c_w, c_err = (cols[k] for k in ("paternal_founder", "maternal_founder", "ibd_with_patient",
-                                                        "written", "error_slots"))
-    c_pxo, c_mxo, c_rec, c_min, c_max, c_names = (cols[k] for k in (
-        "paternal_crossover", "maternal_crossover", "recombinant", "hla_ibd_min", "hla_ibd_max", "haplotype_names"))
+    # person-level facts once per person, locus-level facts once per row; polars repeats the former
+    per = {c: [] for c in _PERSON_TRUTH}
+    loc_cols = {c: [] for c in _LOCUS_TRUTH}
+    row_person: list[int] = []
+    k = 0
     for fam in families:
         pt = fam.patient
         L = len(fam.loci)
         n = L + 1 if fam.kir else L
         loci = fam.loci + ("KIR",) if fam.kir else fam.loci
         ptf, ptm = pt.paternal.founder, pt.maternal.founder
+        none_l = (None,) * L
         for p in fam.people:
             pat, mat = p.paternal, p.maternal
             ibd = [_ibd(pat.founder[i], mat.founder[i], ptf[i], ptm[i]) for i in range(L)]
-            hla_min, hla_max = min(ibd), max(ibd)
-            written: tuple[str | None, ...] = p.cells if p.in_file else (None,) * L
+            per["family_id"].append(fam.id)
+            per["id"].append(p.id)
+            per["relation"].append(p.relation)
+            per["father"].append(p.father)
+            per["mother"].append(p.mother)
+            per["in_file"].append(p.in_file)
+            per["typed"].append(p.typed)
+            per["paternal_crossover"].append(
+                ";".join(c.interval for c in p.crossovers if c.side == "paternal") or None if p.crossovers else None)
+            per["maternal_crossover"].append(
+                ";".join(c.interval for c in p.crossovers if c.side == "maternal") or None if p.crossovers else None)
+            per["recombinant"].append(bool(p.crossovers))
+            per["hla_ibd_min"].append(min(ibd))
+            per["hla_ibd_max"].append(max(ibd))
+            per["haplotype_names"].append(",".join(p.names))
+            written: tuple[str | None, ...] = p.cells if p.in_file else none_l
             if p.errors:
                 err: dict[str, list[str]] = {}
                 for e in p.errors:
                     err.setdefault(e.locus, []).append(str(e.slot))
-                errs = [",".join(err[loc]) if loc in err else None for loc in fam.loci]
+                errs: list[str | None] = [",".join(err[loc]) if loc in err else None for loc in fam.loci]
             else:
                 errs = [None] * L
+            pa, ma = list(pat.alleles), list(mat.alleles)
+            plab = list(pat.origin) if pat.origin is not None else [None] * L
+            mlab = list(mat.origin) if mat.origin is not None else [None] * L
+            pf, mf = list(pat.founder), list(mat.founder)
             if fam.kir:
                 ibd.append(_ibd(pat.kir_founder, mat.kir_founder, pt.paternal.kir_founder, pt.maternal.kir_founder))
                 written += (None,)
                 errs.append(None)
-            pxo = ";".join(c.interval for c in p.crossovers if c.side == "paternal") or None
-            mxo = ";".join(c.interval for c in p.crossovers if c.side == "maternal") or None
-            c_fam.extend((fam.id,) * n)
-            c_id.extend((p.id,) * n)
-            c_rel.extend((p.relation,) * n)
-            c_fa.extend((p.father,) * n)
-            c_mo.extend((p.mother,) * n)
-            c_in.extend((p.in_file,) * n)
-            c_typed.extend((p.typed,) * n)
-            c_locus.extend(loci)
-            c_pl.extend(pat.origin if pat.origin is not None else (None,) * L)
-            c_ml.extend(mat.origin if mat.origin is not None else (None,) * L)
-            c_pa.extend(pat.alleles)
-            c_ma.extend(mat.alleles)
-            c_pf.extend(pat.founder)
-            c_mf.extend(mat.founder)
-            if fam.kir:
-                c_pa.append(pat.kir)
-                c_ma.append(mat.kir)
-                c_pl.append(pat.kir_origin)
-                c_ml.append(mat.kir_origin)
-                c_pf.append(pat.kir_founder)
-                c_mf.append(mat.kir_founder)
-            c_ibd.extend(ibd)
-            c_w.extend(written)
-            c_err.extend(errs)
-            c_pxo.extend((pxo,) * n)
-            c_mxo.extend((mxo,) * n)
-            c_rec.extend((bool(p.crossovers),) * n)
-            c_min.extend((hla_min,) * n)
-            c_max.extend((hla_max,) * n)
-            c_names.extend((",".join(p.names),) * n)
-    return pl.DataFrame({c: pl.Series(c, v, dtype=t) for (c, t), v in zip(_TRUTH_SCHEMA.items(), cols.values())})
+                pa.append(pat.kir)
+                ma.append(mat.kir)
+                plab.append(pat.kir_origin)
+                mlab.append(mat.kir_origin)
+                pf.append(pat.kir_founder)
+                mf.append(mat.kir_founder)
+            loc_cols["locus"].extend(loci)
+            loc_cols["paternal_allele"].extend(pa)
+            loc_cols["maternal_allele"].extend(ma)
+            loc_cols["paternal_label"].extend(plab)
+            loc_cols["maternal_label"].extend(mlab)
+            loc_cols["paternal_founder"].extend(pf)
+            loc_cols["maternal_founder"].extend(mf)
+            loc_cols["ibd_with_patient"].extend(ibd)
+            loc_cols["written"].extend(written)
+            loc_cols["error_slots"].extend(errs)
+            row_person.extend((k,) * n)
+            k += 1
+    persons = pl.DataFrame({c: pl.Series(c, v, dtype=_TRUTH_SCHEMA[c]) for c, v in per.items()})
+    rows = pl.DataFrame({c: pl.Series(c, v, dtype=_TRUTH_SCHEMA[c]) for c, v in loc_cols.items()})
+    repeated = persons[pl.Series(row_person, dtype=pl.UInt32)] if k else persons
+    return pl.concat([repeated, rows], how="horizontal").select(list(_TRUTH_SCHEMA))
+
+
+_PERSON_TRUTH = ("family_id", "id", "relation", "father", "mother", "in_file", "typed", "paternal_crossover",
+                 "maternal_crossover", "recombinant", "hla_ibd_min", "hla_ibd_max", "haplotype_names")
+_LOCUS_TRUTH = tuple(c for c in _TRUTH_SCHEMA if c not in _PERSON_TRUTH)
 
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -844,8 +853,8 @@ def _format(path: Path) -> str:
 
 def write_frames(frames: Iterable[pl.DataFrame], path: str | Path, schema: dict[str, pl.DataType]) -> int:
     """Write tables one after another into one file (CSV, TSV or Parquet by extension) without holding
-    them all: CSV/TSV are appended; Parquet parts go to a temporary folder beside the file and are then
-    streamed into it. Returns the number of rows written."""
+    them all: CSV/TSV are appended; for Parquet, the tables go to Arrow IPC parts in a temporary folder
+    beside the file and are then streamed into it. Returns the number of rows written."""
     path = Path(path)
     fmt = _format(path)
     rows = 0
@@ -864,14 +873,14 @@ def write_frames(frames: Iterable[pl.DataFrame], path: str | Path, schema: dict[
     try:
         parts = []
         for k, df in enumerate(frames):
-            part = tmp / f"part-{k:06d}.parquet"
-            df.write_parquet(part)
+            part = tmp / f"part-{k:06d}.arrow"
+            df.write_ipc(part)
             parts.append(part)
             rows += df.height
         if not parts:
             pl.DataFrame(schema=schema).write_parquet(path)
         else:
-            pl.scan_parquet(parts).sink_parquet(path, maintain_order=True)
+            pl.scan_ipc(parts).sink_parquet(path, maintain_order=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows
@@ -912,8 +921,8 @@ def write_families(families: Iterable[SimulatedFamily], path: str | Path, *,
     def frames() -> Iterator[pl.DataFrame]:
         for b in _batches(chain()):
             if tmp is not None:  # one pass, two outputs: the truth of each batch waits on disk
-                part = tmp / f"t-{len(spilled):06d}.parquet"
-                truth_frame(b).write_parquet(part)
+                part = tmp / f"t-{len(spilled):06d}.arrow"
+                truth_frame(b).write_ipc(part)
                 spilled.append(part)
             yield family_frame(b)
 
@@ -921,11 +930,19 @@ def write_families(families: Iterable[SimulatedFamily], path: str | Path, *,
         with _gc_paused():
             rows = write_frames(frames(), path, schema)
         if truth is not None:
-            write_frames((pl.read_parquet(p) for p in spilled), truth, _TRUTH_SCHEMA)
+            _join_parts(spilled, truth)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     return rows
+
+
+def _join_parts(parts: list[Path], path: str | Path) -> None:
+    """The truth parts (Arrow IPC files, in order) → one file, streamed."""
+    if parts and _format(Path(path)) == "parquet":
+        pl.scan_ipc(parts).sink_parquet(path, maintain_order=True)
+    else:
+        write_frames((pl.read_ipc(p) for p in parts), path, _TRUTH_SCHEMA)
 
 
 @contextmanager
@@ -961,7 +978,8 @@ def write_simulated_families(n: int, seed: int, path: str | Path, options: SimOp
                              pool: AllelePool | None = None, workers: int = 1) -> int:
     """Simulate ``n`` families and write them (and the truth) in batches, on ``workers`` processes. The
     files do not depend on ``workers``: each family has its own seed and batches are written in order.
-    Returns the rows written to the family file."""
+    Returns the rows written to the family file. Worker processes are started with ``spawn``: a script
+    that calls this with ``workers > 1`` needs the usual ``if __name__ == "__main__":`` guard."""
     if workers <= 1 or n <= 2 * _FAMILY_BATCH:  # below that, starting processes costs more than it saves
         return write_families(iter_families(n, seed, options, ref=ref, pool=pool), path, truth=truth)
     import multiprocessing
@@ -980,14 +998,14 @@ def write_simulated_families(n: int, seed: int, path: str | Path, options: SimOp
             def frames() -> Iterator[pl.DataFrame]:
                 for fam_df, truth_df in ex.map(_worker_chunk, tasks):
                     if tmp is not None and truth_df is not None:
-                        part = tmp / f"t-{len(spilled):06d}.parquet"
-                        truth_df.write_parquet(part)
+                        part = tmp / f"t-{len(spilled):06d}.arrow"
+                        truth_df.write_ipc(part)
                         spilled.append(part)
                     yield fam_df
 
             rows = write_frames(frames(), path, schema)
         if truth is not None:
-            write_frames((pl.read_parquet(p) for p in spilled), truth, _TRUTH_SCHEMA)
+            _join_parts(spilled, truth)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
