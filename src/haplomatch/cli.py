@@ -40,6 +40,7 @@ class _LazyGroup(click.Group):
         "kir": ("haplomatch.cli_nk", "kir_cmd"),
         "nk": ("haplomatch.cli_nk", "nk_cmd"),
         "simulate": ("haplomatch.cli_simulate", "simulate_grp"),
+        "report": ("haplomatch.cli_report", "report_cmd"),
     }
 
     def list_commands(self, ctx):

@@ -1,0 +1,106 @@
+"""``haplomatch report FAMILY -o report.html``: the donor report as one self-contained HTML file.
+
+A thin click layer over :mod:`haplomatch.report.html` (registered in ``cli.py`` as ``main.add_command``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from haplomatch.errors import HaplomatchError
+
+
+def _fail(e: Exception, code: int = 2):
+    from haplomatch.errors import InputError
+
+    if isinstance(e, InputError):
+        for p in e.problems:
+            click.echo(f"Error: {p}", err=True)
+    else:
+        click.echo(f"Error: {e}", err=True)
+    sys.exit(code)
+
+
+@click.command("report")
+@click.argument("family_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="HTML file to write ('-' for standard output).")
+@click.option("--profile", type=click.Choice(["haplo-hsct", "nk-cell-therapy"]), default="haplo-hsct", show_default=True,
+              help="Treatment profile: haploidentical transplant, or adoptive NK-cell therapy.")
+@click.option("--antibodies", type=click.Path(dir_okay=False, path_type=Path), help="The patient's antibody report.")
+@click.option("--patient", help="Id of the patient, for pedigree files without a relation column (IHIW-18 PED).")
+@click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path), help="Your own rule file.")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE", help="Override a rule-file setting.")
+@click.option("--mac-table", type=click.Path(dir_okay=False, path_type=Path), help="NMDP MAC table (numer.v3.txt).")
+@click.option("--reference", "reference_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="HAPLOMATCH_REFERENCE",
+              help="Release folder (imgthla/ and ipdkir/ with the upstream layout). Default: the shipped release.")
+def report_cmd(family_file, output, profile, antibodies, patient, rules_file, overrides, mac_table, reference_dir) -> None:
+    """Write the donor report of FAMILY_FILE as one HTML file: pedigree with inherited haplotypes,
+    segregation table, ranked donors with their facts and sources, warnings first. Printable (A4/Letter).
+
+    \b
+    Example:
+      haplomatch report examples/neuroblastoma-family.csv \\
+          --antibodies examples/neuroblastoma-antibodies.csv -o report.html
+    """
+    from haplomatch.antibodies import read_antibodies
+    from haplomatch.familyfile import read_family_file
+    from haplomatch.reference import load_reference
+    from haplomatch.report.html import build_report, render_html
+
+    try:
+        ref = load_reference(reference_dir)
+    except HaplomatchError as e:
+        raise click.ClickException(str(e)) from e
+    nom = ref.nomenclature
+    if mac_table is not None:
+        from haplomatch.mac import read_mac_table
+
+        try:
+            nom = nom.with_mac(read_mac_table(mac_table))
+        except HaplomatchError as e:
+            _fail(e)
+    try:
+        families, problems = read_family_file(family_file, nom, patient=patient)
+    except HaplomatchError as e:
+        _fail(e)
+    warnings = [str(p) for p in problems]
+    abs_ = None
+    if antibodies is not None:
+        try:
+            abs_, ab_problems = read_antibodies(antibodies, nom)
+        except HaplomatchError as e:
+            _fail(e)
+        warnings += [str(p) for p in ab_problems]
+    sets = {}
+    for item in overrides:
+        if "=" not in item:
+            _fail(HaplomatchError(f"--set needs NAME=VALUE, not {item!r}"))
+        import yaml
+
+        k, v = item.split("=", 1)
+        sets[k.strip()] = yaml.safe_load(v)
+    inputs = [str(family_file)] + ([str(antibodies)] if antibodies is not None else [])
+    reports = []
+    for fam in families:
+        try:
+            reports.append(build_report(ref, fam, profile, abs_, input_warnings=warnings, rules_path=rules_file,
+                                        overrides=sets or None, inputs=inputs))
+        except HaplomatchError as e:
+            _fail(e)
+    if not reports:
+        _fail(HaplomatchError(f"no family in {family_file}"))
+    text = render_html(reports)
+    if str(output) == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        _fail(HaplomatchError(f"cannot write {output}: {e.strerror}"), 1)
+    n = sum(len(r.ranking.candidates) for r in reports)
+    click.echo(f"wrote {output} ({len(reports)} famil{'y' if len(reports) == 1 else 'ies'}, {n} candidate(s))", err=True)
