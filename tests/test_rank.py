@@ -156,3 +156,21 @@ def test_library_api(ref):
     (fam,), _ = read_family_file(FAMILY, ref.nomenclature)
     ranking = haplomatch.rank(fam)
     assert ranking.candidates[0].id == "S01" and ranking.to_dict()["profile"] == "haplo-hsct"
+
+
+def test_strong_dsa_against_the_best_matched_parent():
+    # The father a/b carries on b the patient's maternal alleles at every locus but HLA-B (B*07:02) and DPB1:
+    # bidirectionally he is 7/8 (one B mismatch) while the mother (c/d) is 4/8. The patient has anti-B7 at
+    # 8,200 MFI: above the 5,000 MFI high-risk threshold (EBMT consensus, Ciurea 2018) -> the father is
+    # excluded, and the explanation names the antibody, its MFI and the source of the threshold.
+    fam = Path(__file__).resolve().parent / "data" / "families"
+    r = run("rank", str(fam / "dsa-best-parent.csv"), "--antibodies", str(fam / "dsa-best-parent-antibodies.csv"),
+            "--format", "json")
+    doc = json.loads(r.output)
+    c = {x["id"]: x for x in doc["candidates"]}
+    assert c["F"]["facts"]["grade8_bi"] == 7 and c["M"]["facts"]["grade8_bi"] == 4
+    assert c["F"]["excluded_by"] == ["dsa-high-risk"] and not c["F"]["eligible"]
+    (e,) = [e for e in c["F"]["explanation"] if e["effect"] == "exclude"]
+    assert "B7 (8200 MFI)" in e["text"] and "5000" in e["text"]
+    assert e["source"].startswith("Ciurea SO et al. Bone Marrow Transplant 2018")
+    assert order(doc) == ["M", "F"]
