@@ -41,6 +41,8 @@ class _LazyGroup(click.Group):
         "nk": ("haplomatch.cli_nk", "nk_cmd"),
         "simulate": ("haplomatch.cli_simulate", "simulate_grp"),
         "report": ("haplomatch.cli_report", "report_cmd"),
+        "screen": ("haplomatch.cli_scale", "screen_cmd"),
+        "search": ("haplomatch.cli_scale", "search_cmd"),
     }
 
     def list_commands(self, ctx):

@@ -1,0 +1,281 @@
+"""``haplomatch screen`` (many families at once) and ``haplomatch search`` (one patient against a registry).
+
+Thin click layers over :mod:`haplomatch.screen` and :mod:`haplomatch.search`; the lead registers
+:data:`screen_cmd` and :data:`search_cmd` in ``cli.py``. Exit codes: 0 success (rejected rows are reported,
+not fatal); 1 refused (reference data); 2 bad input (unreadable file, unknown typing, bad option).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from haplomatch.errors import HaplomatchError
+
+_REFERENCE = click.option(
+    "--reference", "reference_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    envvar="HAPLOMATCH_REFERENCE",
+    help="Release folder (imgthla/ and ipdkir/ with the upstream layout). Default: the shipped release.",
+)
+_TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".tab")
+
+
+def _cpus() -> int:
+    import os
+
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _load(reference_dir: Path | None):
+    from haplomatch.reference import load_reference
+
+    try:
+        return load_reference(reference_dir)
+    except HaplomatchError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def _fail(e: Exception, code: int = 2):
+    from haplomatch.errors import InputError
+
+    if isinstance(e, InputError):
+        for p in e.problems:
+            click.echo(f"Error: {p}", err=True)
+    else:
+        click.echo(f"Error: {e}", err=True)
+    sys.exit(code)
+
+
+def _nomenclature(ref, mac_table: Path | None):
+    if mac_table is None:
+        return ref.nomenclature
+    from haplomatch.cli import _nomenclature as with_mac
+
+    return with_mac(ref, mac_table)
+
+
+def _overrides(items: tuple[str, ...]) -> dict | None:
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            _fail(HaplomatchError(f"--set needs NAME=VALUE, not {item!r}"))
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out or None
+
+
+def _check_suffix(path: Path | None, option: str, allowed=_TABLE_SUFFIXES) -> None:
+    if path is not None and path.suffix.lower() not in allowed:
+        raise click.BadParameter(f"{path.name!r}: use a file name ending in {', '.join(allowed)}", param_hint=option)
+
+
+class _Progress:
+    """A one-line progress bar on a terminal (stderr); nothing in pipes or CI logs."""
+
+    def __init__(self, label: str, enabled: bool | None = None) -> None:
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._last = -1
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if total:
+            pct = int(100 * done / total)
+            if pct == self._last and done != total:
+                return
+            self._last = pct
+            bar = "#" * (pct // 4)
+            sys.stderr.write(f"\r{self.label} [{bar:<25}] {done:,}/{total:,}")
+        else:
+            sys.stderr.write(f"\r{self.label} {done:,}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+# ------------------------------------------------------------------------------------------------ screen
+
+@click.command("screen")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output: one row per candidate (.parquet, .csv or .tsv).")
+@click.option("--rejects", "rejects_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the rejected rows with their reasons (file, row, family_id, column, value, message).")
+@click.option("--profile", type=click.Choice(["haplo-hsct", "nk-cell-therapy", "unrelated"]), default="haplo-hsct",
+              show_default=True, help="Treatment profile (rule file) used to rank the candidates of each family.")
+@click.option("--antibodies", type=click.Path(dir_okay=False, path_type=Path),
+              help="Antibody report with a patient_id column naming each antibody's patient.")
+@click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path), help="Your own rule file.")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE", help="Override a rule-file setting.")
+@click.option("--keep-conflicts", is_flag=True,
+              help="Rank families with a Mendelian conflict (with a warning, as 'rank' does) instead of rejecting them.")
+@click.option("--mac-table", type=click.Path(dir_okay=False, path_type=Path), help="NMDP MAC table (numer.v3.txt).")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Processes for the segregation loop (0: one per CPU, at most 8). The output does not depend on it.")
+@_REFERENCE
+def screen_cmd(files, out, rejects_file, profile, antibodies, rules_file, overrides, keep_conflicts, mac_table,
+               workers, reference_dir) -> None:
+    """Screen many families at once: one output row per candidate donor, ranked within its family.
+
+    FILES are family files (a family_id column, or one file per family). Every input row ends up in the
+    output (a candidate), as the patient of its family, or in the rejects with its reason; the last line
+    counts them (rows in = candidates out + patients + rejected).
+
+    \b
+    Example:
+      haplomatch screen families.csv --out ranked.parquet --rejects rejects.csv --profile haplo-hsct
+    """
+    from haplomatch.screen import screen_files, write_table
+
+    _check_suffix(out, "--out")
+    _check_suffix(rejects_file, "--rejects")
+    ref = _load(reference_dir)
+    nom = _nomenclature(ref, mac_table)
+    abs_ = None
+    if antibodies is not None:
+        from haplomatch.antibodies import read_antibodies
+
+        try:
+            abs_, problems = read_antibodies(antibodies, nom)
+        except HaplomatchError as e:
+            _fail(e)
+        for p in problems:
+            click.echo(str(p), err=True)
+    bar = _Progress("segregation")
+    try:
+        result = screen_files(ref, list(files), profile=profile, rules_path=rules_file,
+                              overrides=_overrides(overrides), antibodies=abs_, nomenclature=nom,
+                              reject_conflicts=not keep_conflicts, progress=bar, workers=workers or _cpus())
+    except HaplomatchError as e:
+        bar.close()
+        _fail(e)
+    bar.close()
+    write_table(result.candidates, out)
+    if rejects_file is not None:
+        write_table(result.rejects, rejects_file)
+    elif result.rejects.height:
+        shown = result.rejects.head(10).to_dicts()
+        for r in shown:
+            click.echo(f"rejected: {r['file']}:{r['row']} [{r['column'] or '-'}] {r['message']}", err=True)
+        more = result.rejects.height - len(shown)
+        click.echo(f"… {more} more reject line(s): write them all with --rejects FILE" if more > 0 else
+                   "(write the rejects to a file with --rejects FILE)", err=True)
+    click.echo(f"wrote {result.candidates_out:,} candidate rows to {out} [{result.release}; profile {result.profile}]")
+    click.echo(result.summary_line())
+
+
+# ------------------------------------------------------------------------------------------------ search
+
+@click.command("search")
+@click.option("--patient", "patient_gl", required=True, help="The patient's HLA typing as a GL string.")
+@click.option("--patient-kir", help="The patient's KIR: a GL string, or the present genes ('2DL1,2DL3,3DL1,…').")
+@click.option("--patient-id", default="patient", show_default=True, help="Name of the patient in the output.")
+@click.option("--patient-sex", type=click.Choice(["M", "F"]), help="Patient sex (female-donor-to-male facts).")
+@click.option("--patient-abo", help="Patient blood group, e.g. 'A+' or 'O neg' (ABO facts).")
+@click.option("--patient-cmv", type=click.Choice(["pos", "neg"]), help="Patient CMV serostatus.")
+@click.option("--donors", "registry", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Registry of unrelated donors (.parquet, .csv or .tsv): donor_id, A_1, A_2, … (or a GL column "
+                   "'hla'), KIR gene columns, age, sex, abo, cmv.")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="How many donors to return.")
+@click.option("--profile", type=click.Choice(["unrelated", "haplo-hsct", "nk-cell-therapy"]), default="unrelated",
+              show_default=True, help="Rule file used to rank the donors.")
+@click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path), help="Your own rule file.")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE", help="Override a rule-file setting.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=200_000, show_default=True,
+              help="Registry rows read at a time (memory is about the batch, not the registry).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the best donors' facts (.parquet, .csv or .tsv).")
+@click.option("--rejects", "rejects_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the registry rows that could not be read (row, donor_id, reason).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
+              show_default=True)
+@click.option("--explain", is_flag=True, help="Show under each donor the rules that fired, with their sources.")
+@_REFERENCE
+def search_cmd(patient_gl, patient_kir, patient_id, patient_sex, patient_abo, patient_cmv, registry, top, profile,
+               rules_file, overrides, batch_size, out, rejects_file, fmt, explain, reference_dir) -> None:
+    """Search a registry of unrelated donors for one patient: the best TOP donors, ranked and explained.
+
+    The registry is read in batches (a lazy scan): it never has to fit in memory.
+
+    \b
+    Example:
+      haplomatch search --patient 'A*02:01+A*24:02^C*07:02+C*03:04^B*07:02+B*44:02^DRB1*15:01+DRB1*04:01' \\
+          --patient-sex F --patient-cmv neg --donors donors.parquet --top 10 --explain
+    """
+    from haplomatch import familyfile as ff
+    from haplomatch.errors import InputError
+    from haplomatch.persons import person_from_gl
+    from haplomatch.ranking import Ranking
+    from haplomatch.report.text import ranking_csv, ranking_markdown, ranking_table
+    from haplomatch.screen import write_table
+    from haplomatch.search import search_registry
+
+    _check_suffix(registry, "--donors")
+    _check_suffix(out, "--out")
+    _check_suffix(rejects_file, "--rejects")
+    ref = _load(reference_dir)
+    kir = None
+    if patient_kir:
+        from haplomatch.cli_nk import kir_typing_from_text
+        from haplomatch.kir import KirAlleleList
+
+        try:
+            kir = kir_typing_from_text(patient_kir, release=KirAlleleList.from_reference(ref))
+        except InputError as e:
+            _fail(e)
+    abo = rh = None
+    if patient_abo:
+        parsed = ff._abo(patient_abo)
+        if parsed is None:
+            _fail(HaplomatchError(f"--patient-abo {patient_abo!r} not understood: write e.g. 'A+' or 'O neg'"))
+        abo, rh = parsed
+    try:
+        patient = person_from_gl(patient_id, patient_gl, kir=kir, nomenclature=ref.nomenclature, relation="patient",
+                                 sex=patient_sex, abo=abo, rh=rh,
+                                 cmv=None if patient_cmv is None else patient_cmv == "pos")
+    except InputError as e:
+        _fail(e)
+    bar = _Progress("donors read")
+    try:
+        res = search_registry(ref, patient, registry, profile=profile, top=top, rules_path=rules_file,
+                              overrides=_overrides(overrides), batch_size=batch_size,
+                              progress=lambda rows, batches: bar(rows, None))
+    except HaplomatchError as e:
+        bar.close()
+        _fail(e)
+    bar.close()
+    for w in res.warnings:
+        click.echo(w, err=True)
+    if out is not None:
+        write_table(res.facts, out)
+    if rejects_file is not None:
+        write_table(res.rejects, rejects_file)
+    warnings = []
+    if res.rejected:
+        first = res.rejects.head(3)["reason"].to_list()
+        warnings.append(f"{res.rejected:,} registry row(s) could not be read and were not ranked"
+                        + (f" (e.g. {'; '.join(first)})" if first else "")
+                        + ("" if rejects_file else "; list them with --rejects FILE"))
+    warnings.append("no antibody report: donor-specific antibodies were not checked")
+    ranking = Ranking(res.patient, res.profile, res.release, tuple(warnings), res.candidates, res.rules_file, {},
+                      None)
+    if fmt == "json":
+        doc = ranking.to_dict() | {"rows_in": res.rows_in, "donors_ranked": res.ranked, "rejected": res.rejected,
+                                   "seconds": round(res.seconds, 3)}
+        click.echo(json.dumps(doc, indent=2, default=str))
+    elif fmt == "csv":
+        click.echo(ranking_csv([ranking]), nl=False)
+    elif fmt == "markdown":
+        click.echo(ranking_markdown(ranking, explain))
+    else:
+        click.echo(ranking_table(ranking, explain))
+    click.echo(res.summary_line(), err=fmt in ("json", "csv"))

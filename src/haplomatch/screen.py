@@ -1,0 +1,522 @@
+"""Batch screening: many families (HLA laboratories screen thousands at once), one row per candidate donor.
+
+Input: family files (CSV, TSV, Parquet; README "Input format") with a ``family_id`` column, or one file per
+family. Output: one row per (patient, candidate) with the candidate's rank *within its family*, eligibility,
+the exclusion rules that fired (``excluded_by``), the one-line ``summary`` and the documented pair facts
+(``pairfacts.GLOSSARY``) — the same values ``haplomatch rank`` gives for the family.
+
+How the work is split
+    Reading (``familyfile.read_family_file``, every problem located) and segregation
+    (``segregation.segregate``) run per family: a loop over families. Pair facts and ranking run once over
+    the pairs of *all* families: one pair table (``persons.pair_frame`` on ``family_id``), one
+    ``pairfacts.pair_facts`` call, one ``ranking.evaluate`` sort; the rank within each family is the position
+    in that global order, taken per family by a stable sort on the family (``evaluate``'s order is total
+    inside a family: candidate id is the last key). ``excluded_by`` and ``summary`` are polars expressions
+    over the rule columns, equal to what ``ranking.explain`` / ``ranking.summary`` give one candidate at a time.
+
+Row accounting (every input row is in exactly one place)
+    - a **candidate** row of the output: a family member other than the patient, in a screened family;
+    - a **patient**: the patient row of a screened family (the reference of its pairs, not a candidate:
+      each output row names its patient in ``patient_id``); a screened family with no other member adds a
+      patient and no candidate;
+    - a **rejected** row, in the rejects table with file, row, column, value and reason: a row with an error;
+      *every* row of a family in which any row has an error, of a family whose pedigree or segregation fails,
+      or (by default) of a family with a Mendelian conflict (``reject_conflicts``; ``haplomatch rank`` ranks
+      such a family with a warning); every row of a file with a file-level error (an unusable header).
+      A rejected family is never ranked partially: ranks are relative within the family.
+
+    rows in = candidates out + patients + rejected rows. The rejects table has one line per problem; a row
+    rejected only because of its family has one line naming the family's first problem.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import polars as pl
+
+from haplomatch.errors import HaplomatchError, InputError, Problem
+
+__all__ = ["ScreenResult", "screen_files", "rank_in_groups", "excluded_by_expr", "summary_expr",
+           "write_table", "flatten_for_csv", "REJECT_SCHEMA"]
+
+REJECT_SCHEMA = {"file": pl.String, "row": pl.Int64, "family_id": pl.String, "column": pl.String,
+                 "value": pl.String, "message": pl.String}
+_PATIENT_COUNT = re.compile(r"^(?:family (?P<fid>.+?)|the family) has \d+ patients")
+
+
+@dataclass
+class ScreenResult:
+    """Candidates (one row each, ranked within their family), rejects, and the row accounting."""
+
+    candidates: pl.DataFrame
+    rejects: pl.DataFrame
+    rows_in: int
+    patients: int
+    rejected: int
+    families: int  # families screened
+    families_rejected: int
+    profile: str
+    rules_file: str
+    release: str
+    warnings: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def candidates_out(self) -> int:
+        return self.candidates.height
+
+    def check(self) -> None:
+        """rows in = candidates out + patients + rejected (raises AssertionError otherwise)."""
+        assert self.rows_in == self.candidates_out + self.patients + self.rejected, (
+            f"row accounting: {self.rows_in} in != {self.candidates_out} candidates + {self.patients} patients "
+            f"+ {self.rejected} rejected")
+
+    def summary_line(self) -> str:
+        return (f"rows in: {self.rows_in:,}; candidates out: {self.candidates_out:,}; patients: {self.patients:,}; "
+                f"rejected: {self.rejected:,} (families screened: {self.families:,}, rejected: "
+                f"{self.families_rejected:,})")
+
+
+# ------------------------------------------------------------------------------------------ ranking helpers
+
+def rank_in_groups(facts: pl.DataFrame, rules, group: str) -> pl.DataFrame:
+    """``ranking.evaluate`` once over all rows, then the rank within each ``group`` (1 = best): ``evaluate``'s
+    global order, restricted to one group, is the order ``evaluate`` gives that group alone."""
+    from haplomatch.ranking import evaluate
+
+    ranked = evaluate(facts, rules).drop("rank")
+    ranked = ranked.sort(group, maintain_order=True)
+    return ranked.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(group).alias("rank"))
+
+
+def excluded_by_expr(rules) -> pl.Expr:
+    """The exclusion rules that fired (ids, in rule order), as ``ranking.explain`` lists them."""
+    from haplomatch.ranking import _col
+
+    items = [pl.when(pl.col(_col(r)).fill_null(False)).then(pl.lit(r.id)) for r in rules.rules if r.effect == "exclude"]
+    if not items:
+        return pl.lit([], pl.List(pl.String))
+    return pl.concat_list(items).list.drop_nulls()
+
+
+def summary_expr(excluded: pl.Expr) -> pl.Expr:
+    """``ranking.summary`` (and the ``; EXCLUDED (…)`` tail of ``rank_facts``) as one expression."""
+    def col(c: str) -> pl.Expr:
+        return pl.col(c)
+
+    def txt(e: pl.Expr) -> pl.Expr:
+        return e.cast(pl.String)
+
+    mfi = col("dsa_max_mfi")
+    parts = [
+        pl.coalesce(col("hla_class"), pl.lit("class unknown")),
+        pl.when(col("grade8_bi_text").is_not_null() & (col("grade8_bi_text") != ""))
+        .then(pl.lit("HLA ") + col("grade8_bi_text") + pl.lit(" bidirectional")),
+        pl.when(col("dsa_category").is_not_null() & (col("dsa_category") != ""))
+        .then(pl.lit("DSA ") + col("dsa_category") + pl.when(mfi.is_not_null() & (mfi != 0))
+              .then(pl.lit(" ") + txt(mfi.cast(pl.Int64)) + pl.lit(" MFI")).otherwise(pl.lit(""))),
+        pl.lit("KIR-HLA mismatch ") + pl.coalesce(txt(col("rl_count")), pl.lit("?")),
+        pl.when(col("donor_kir_b_content_group").is_not_null() & (col("donor_kir_b_content_group") != ""))
+        .then(pl.lit("KIR B ") + col("donor_kir_b_content_group")),
+        pl.when(col("donor_age").is_not_null())
+        .then((txt(col("donor_age").cast(pl.Int64)) + pl.lit(" y ") + col("donor_sex").fill_null(""))
+              .str.strip_chars()),
+        pl.when(col("abo_relation").is_not_null() & (col("abo_relation") != ""))
+        .then(pl.lit("ABO ") + col("abo_relation")),
+        pl.when(col("cmv_pairing").is_not_null() & (col("cmv_pairing") != ""))
+        .then(pl.lit("CMV ") + col("cmv_pairing")),
+    ]
+    base = pl.concat_str(parts, separator="; ", ignore_nulls=True)
+    return base + pl.when(excluded.list.len() > 0).then(
+        pl.lit("; EXCLUDED (") + excluded.list.join(", ") + pl.lit(")")).otherwise(pl.lit(""))
+
+
+# --------------------------------------------------------------------------------------------- output
+
+def flatten_for_csv(df: pl.DataFrame) -> pl.DataFrame:
+    """Lists joined with ``|`` (as ``haplomatch rank --format csv``); structs, and lists of them, as JSON."""
+    out = []
+    for c, dt in df.schema.items():
+        e = pl.col(c)
+        if isinstance(dt, pl.List) and isinstance(dt.inner, pl.Struct):
+            e = pl.lit("[") + e.list.eval(pl.element().struct.json_encode()).list.join(",") + pl.lit("]")
+        elif isinstance(dt, pl.List) and isinstance(dt.inner, pl.List):
+            # a list of lists (e.g. possible ligand sets): inner lists joined with ',', outer with '|'
+            e = e.list.eval(pl.element().list.eval(pl.element().cast(pl.String)).list.join(",")).list.join("|")
+        elif isinstance(dt, pl.List):
+            e = e.list.eval(pl.element().cast(pl.String)).list.join("|")
+        elif isinstance(dt, pl.Struct):
+            e = e.struct.json_encode()
+        out.append(e.alias(c))
+    return df.select(out)
+
+
+def write_table(df: pl.DataFrame, path: str | Path) -> None:
+    """Parquet (``.parquet``/``.pq``), TSV (``.tsv``/``.tab``) or CSV, by the file extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        df.write_parquet(path)
+    elif suffix in (".tsv", ".tab"):
+        flatten_for_csv(df).write_csv(path, separator="\t")
+    else:
+        flatten_for_csv(df).write_csv(path)
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+@dataclass
+class _FileRead:
+    file: str
+    index: int
+    rows: int
+    row_family: dict[int, str | None]  # data row -> family id (rows that could be read)
+    families: list  # Family (clean members only)
+    row_problems: dict[int, list[Problem]]
+    family_problems: dict[str | None, list[Problem]]
+    file_problems: list[Problem]
+    warnings: dict[str | None, list[str]]
+
+
+def _count_lines(path: Path) -> int:
+    """Data rows of a file whose table could not be read (header not counted)."""
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pl.scan_parquet(path).select(pl.len()).collect().item()
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
+    except (OSError, pl.exceptions.PolarsError):
+        return 0
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return max(0, len(lines) - 1)
+
+
+def _read_file(path: Path, index: int, nomenclature, settings) -> _FileRead:
+    from haplomatch.familyfile import ROW, map_columns, read_family_file, read_table
+
+    fname = str(path)
+    try:
+        table, tproblems = read_table(path)
+    except InputError as e:
+        n = _count_lines(path)
+        return _FileRead(fname, index, n, {}, [], {}, {}, list(e.problems) or [Problem("file not read", file=fname)], {})
+    malformed = [p for p in tproblems if p.row is not None]
+    rows = table.height + len(malformed)
+    cmap, _ = map_columns([c for c in table.columns if c != ROW])
+    fcol = cmap.attributes.get("family_id")
+    if fcol:
+        fam = table[fcol].cast(pl.String).str.strip_chars().replace("", None).to_list()
+    else:
+        fam = [None] * table.height
+    row_family = dict(zip(table[ROW].to_list(), fam))
+    try:
+        families, problems = read_family_file(path, nomenclature, settings, strict=False)
+    except InputError as e:
+        return _FileRead(fname, index, rows, row_family, [], {}, {}, list(e.problems), {})
+    row_problems: dict[int, list[Problem]] = defaultdict(list)
+    family_problems: dict[str | None, list[Problem]] = defaultdict(list)
+    file_problems: list[Problem] = []
+    warnings: dict[str | None, list[str]] = defaultdict(list)
+    for p in problems:
+        if p.severity != "error":
+            warnings[row_family.get(p.row) if p.row is not None else "\x00file"].append(str(p))
+            continue
+        if p.row is not None:
+            row_problems[p.row].append(p)
+            continue
+        m = _PATIENT_COUNT.match(p.message)
+        if m:
+            family_problems[m.group("fid") if m.group("fid") is not None else None].append(p)
+        else:
+            file_problems.append(p)
+    return _FileRead(fname, index, rows, row_family, families, dict(row_problems), dict(family_problems),
+                     file_problems, dict(warnings))
+
+
+# --------------------------------------------------------------------------------------------- screen
+
+def _reject_rows(out: list[dict], fname: str, rows: Iterable[int], fid: str | None, row_problems: dict,
+                 reason: Problem | None) -> None:
+    """One reject line per problem of each row; a row without a problem of its own gets ``reason``."""
+    for r in rows:
+        own = row_problems.get(r, [])
+        for p in own:
+            out.append({"file": fname, "row": r, "family_id": fid, "column": p.column, "value": p.value,
+                        "message": p.message + (f" ({p.fix})" if p.fix else "")})
+        if not own and reason is not None:
+            out.append({"file": fname, "row": r, "family_id": fid, "column": reason.column, "value": reason.value,
+                        "message": reason.message})
+
+
+def _seg_one(family, nomenclature, settings, reject_conflicts: bool):
+    """Segregate one family: (segregation frame, warnings) or (None, problems)."""
+    from haplomatch.pairfacts import segregation_frame
+    from haplomatch.segregation import segregate
+
+    try:
+        seg = segregate(family, nomenclature, settings.segregation)
+    except HaplomatchError as e:
+        probs = list(getattr(e, "problems", ())) or [Problem(str(e))]
+        return None, [Problem("segregation failed: " + p.message, column=p.column, value=p.value) for p in probs]
+    except Exception as e:  # a bug must not take a batch of thousands down; the family is rejected, loudly
+        return None, [Problem(f"internal error in segregation (please report): {type(e).__name__}: {e}")]
+    conflicts = [f"{c.message} (likely: {', '.join(c.causes)})" for c in seg.conflicts]
+    if conflicts and reject_conflicts:
+        return None, [Problem("Mendelian conflict: " + text, column=",".join(c.loci) or None)
+                      for c, text in zip(seg.conflicts, conflicts)]
+    warns = conflicts + [r.text for r in seg.recombinants] + list(seg.notes)
+    return segregation_frame(family, seg), warns
+
+
+_CHUNK = 250
+_WORKER: dict = {}
+
+
+def _worker_init(root, settings, reject_conflicts) -> None:
+    from haplomatch.reference import load_reference
+
+    ref = load_reference(root)
+    _WORKER.update(nom=ref.nomenclature, settings=settings, reject=reject_conflicts)
+
+
+def _worker_chunk(families: list) -> list:
+    return [_seg_one(f, _WORKER["nom"], _WORKER["settings"], _WORKER["reject"]) for f in families]
+
+
+def _segregate_all(families: list, ref, nom, settings, reject_conflicts: bool, workers: int,
+                   progress: Callable[[int, int], None] | None) -> list:
+    """``_seg_one`` for every family, in order; in ``workers`` spawned processes for large batches (the
+    release's own nomenclature only: a MAC table given on the command line stays in this process)."""
+    n = len(families)
+    if workers > 1 and n >= 4 * _CHUNK and nom is ref.nomenclature:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        chunks = [families[i:i + _CHUNK] for i in range(0, n, _CHUNK)]
+        out: list = []
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(ref.release.root, settings, reject_conflicts)) as ex:
+            for part in ex.map(_worker_chunk, chunks):
+                out += part
+                if progress:
+                    progress(len(out), n)
+        return out
+    out = []
+    for k, f in enumerate(families):
+        out.append(_seg_one(f, nom, settings, reject_conflicts))
+        if progress:
+            progress(k + 1, n)
+    return out
+
+
+def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", rules_path=None, overrides=None,
+                 antibodies=None, settings=None, nomenclature=None, read_settings=None,
+                 reject_conflicts: bool = True, progress: Callable[[int, int], None] | None = None,
+                 workers: int = 1, chunk: int = 5_000) -> ScreenResult:
+    """Screen the families of ``paths`` (see the module docstring). ``antibodies``: ``Antibody`` values from
+    ``antibodies.read_antibodies``, each with the ``patient_id`` of its patient (ids must then name one
+    patient among the screened families). ``progress(done, total)`` follows the segregation loop, which runs
+    in ``workers`` processes when there are enough families (the results do not depend on it). Pair facts and
+    ranking run in one vectorised pass per ``chunk`` families (memory: the pair-facts table is wide)."""
+    from haplomatch.familyfile import Settings as ReadSettings
+    from haplomatch.pairfacts import GLOSSARY, SEGREGATION_SCHEMA, FactSettings, pair_facts
+    from haplomatch.persons import pair_frame, people_frame
+    from haplomatch.search import registry_rules
+
+    t0 = time.perf_counter()
+    tm: dict[str, float] = {}
+    clock = [t0]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        tm[name] = tm.get(name, 0.0) + now - clock[0]
+        clock[0] = now
+
+    settings = settings or FactSettings()
+    nom = nomenclature or ref.nomenclature
+    rejects: list[dict] = []
+    rows_in = rejected_rows = families_rejected = 0
+    warnings: list[str] = []
+    todo = []  # (family key, file read, family)
+    for i, path in enumerate(paths):
+        fr = _read_file(Path(path), i, nom, read_settings or ReadSettings())
+        rows_in += fr.rows
+        all_rows = sorted(set(fr.row_family) | set(fr.row_problems))
+        if fr.file_problems:
+            p = fr.file_problems[0]
+            reason = Problem("file rejected: " + "; ".join(x.message for x in fr.file_problems), column=p.column)
+            if all_rows:
+                _reject_rows(rejects, fr.file, all_rows, None, fr.row_problems, reason)
+            else:
+                rejects.append({"file": fr.file, "row": None, "family_id": None, "column": p.column,
+                                "value": p.value, "message": reason.message})
+            rejected_rows += fr.rows
+            families_rejected += len({fr.row_family.get(r) for r in all_rows}) if all_rows else 0
+            continue
+        by_family: dict[str | None, list[int]] = defaultdict(list)
+        for r, f in fr.row_family.items():
+            by_family[f].append(r)
+        # rows that could not be read at all (wrong number of cells): no family is known for them
+        for r in sorted(set(fr.row_problems) - set(fr.row_family)):
+            _reject_rows(rejects, fr.file, [r], None, fr.row_problems, None)
+            rejected_rows += 1
+        fams = {f.id: f for f in fr.families}
+        for fid, rows in by_family.items():
+            errs = [p for r in rows for p in fr.row_problems.get(r, [])] + fr.family_problems.get(fid, [])
+            fam = fams.get(fid)
+            if fam is not None and not errs and sum(p.relation == "patient" for p in fam.people) != 1:
+                errs = [Problem("the family has no patient row", column="relation")]
+            if errs or fam is None:
+                first = errs[0] if errs else Problem("family could not be read")
+                row_txt = f" (row {first.row})" if first.row is not None else ""
+                reason = Problem(f"family {fid or ''} rejected: {first.message}{row_txt}".replace("family  ", "family "),
+                                 column=first.column)
+                fam_level = fr.family_problems.get(fid, [])
+                _reject_rows(rejects, fr.file, sorted(rows), fid,
+                             {r: fr.row_problems.get(r, []) for r in rows},
+                             Problem(fam_level[0].message, column=fam_level[0].column) if fam_level else reason)
+                rejected_rows += len(rows)
+                families_rejected += 1
+                continue
+            todo.append(((fr.index, fid), fr, fam, sorted(rows)))
+        warnings += [w for ws in fr.warnings.values() for w in ws]
+    lap("read")
+
+    # segregation: a loop over families (in worker processes when asked and worth it)
+    seg_by_family, fam_warnings = {}, {}
+    screened = []
+    results = _segregate_all([fam for _, _, fam, _ in todo], ref, nom, settings, reject_conflicts, workers, progress)
+    for (key, fr, fam, rows), (frame, extra) in zip(todo, results):
+        if frame is None:
+            for r in rows:
+                for p in extra:
+                    rejects.append({"file": fr.file, "row": r, "family_id": fam.id, "column": p.column,
+                                    "value": p.value, "message": p.message})
+            rejected_rows += len(rows)
+            families_rejected += 1
+        else:
+            fkey = f"{key[0]}\x1f{key[1] or ''}"
+            seg_by_family[fkey] = frame.with_columns(pl.lit(fkey).alias("family_id"))
+            fam_warnings[fkey] = "; ".join(dict.fromkeys(extra + fr.warnings.get(fam.id, []))) or None
+            screened.append((fkey, fr, fam))
+    lap("segregation")
+
+    patients = len(screened)
+    base = _empty_candidates()
+    if not screened:
+        result = _finish(base, rejects, rows_in, patients, rejected_rows, 0, families_rejected, profile, "",
+                         ref.label, warnings, tm)
+        return result
+
+    if antibodies is not None:
+        antibodies = _check_antibodies(antibodies, [fam.patient.id for _, _, fam in screened])
+    # one people table, one pair table, one pair-facts pass over the families (``chunk`` families at a time,
+    # so that memory stays bounded: the pair-facts table has hundreds of columns)
+    rules = None
+    outs = []
+    for c0 in range(0, len(screened), chunk):
+        part = screened[c0:c0 + chunk]
+        persons, fkeys, order, files, fids = [], [], [], [], []
+        for n, (fkey, fr, fam) in enumerate(part, start=c0):
+            for j, p in enumerate(fam.people):
+                persons.append(p)
+                fkeys.append(fkey)
+                order.append(n * 100_000 + j)
+                files.append(fr.file)
+                fids.append(fam.id)
+        people = people_frame(persons).with_columns(
+            pl.Series("family_id", fkeys, dtype=pl.String), pl.Series("__ord", order, dtype=pl.Int64),
+            pl.Series("__file", files, dtype=pl.String), pl.Series("__fid", fids, dtype=pl.String))
+        pairs = pair_frame(people.filter(pl.col("relation") == "patient"),
+                           people.filter(pl.col("relation") != "patient"), on="family_id").sort("donor___ord")
+        seg = pl.concat([seg_by_family[k] for k in dict.fromkeys(fkeys)],
+                        how="vertical_relaxed").cast(SEGREGATION_SCHEMA)
+        lap("tables")
+        if pairs.height == 0:
+            continue
+        if antibodies is not None:
+            facts = _facts_with_antibodies(ref, pairs, seg, antibodies, settings)
+        else:
+            facts = pair_facts(ref, pairs, seg, None, settings)
+        lap("pair_facts")
+        if rules is None:
+            if rules_path is None and profile not in (None, "haplo-hsct", "nk-cell-therapy"):
+                rules = registry_rules(profile, None, dict(facts.schema), overrides)
+            else:
+                from haplomatch.ranking import rules_for
+
+                rules = rules_for(profile, rules_path, dict(facts.schema), overrides)
+        ranked = rank_in_groups(facts, rules, "family_id").sort(["patient___ord", "rank"])
+        excluded = excluded_by_expr(rules)
+        out = ranked.with_columns(excluded.alias("excluded_by")).with_columns(
+            summary_expr(pl.col("excluded_by")).alias("summary"),
+            pl.col("family_id").replace_strict(list(fam_warnings), list(fam_warnings.values()), default=None,
+                                               return_dtype=pl.String).alias("family_warnings"),
+        )
+        glossary = [k for k in GLOSSARY if k in out.columns and k not in ("id", "relation")]
+        outs.append(out.select(
+            pl.col("donor___file").alias("file"), pl.col("donor___fid").alias("family_id"),
+            pl.col("patient_id"), "rank", "id", "relation", "eligible", "tier", "excluded_by", "summary",
+            "family_warnings", *glossary,
+        ))
+        lap("ranking")
+    if not outs:
+        return _finish(base, rejects, rows_in, patients, rejected_rows, patients, families_rejected, profile, "",
+                       ref.label, warnings, tm)
+    return _finish(pl.concat(outs, how="diagonal_relaxed"), rejects, rows_in, patients, rejected_rows,
+                   len(screened), families_rejected, rules.profile, rules.path, ref.label, warnings, tm)
+
+
+def _empty_candidates() -> pl.DataFrame:
+    return pl.DataFrame(schema={"file": pl.String, "family_id": pl.String, "patient_id": pl.String,
+                                "rank": pl.Int64, "id": pl.String, "relation": pl.String, "eligible": pl.Boolean,
+                                "tier": pl.Int64, "excluded_by": pl.List(pl.String), "summary": pl.String,
+                                "family_warnings": pl.String})
+
+
+def _finish(out, rejects, rows_in, patients, rejected_rows, families, families_rejected, profile, rules_file,
+            release, warnings, tm) -> ScreenResult:
+    rej = pl.DataFrame(rejects, schema=REJECT_SCHEMA) if rejects else pl.DataFrame(schema=REJECT_SCHEMA)
+    res = ScreenResult(out, rej, rows_in, patients, rejected_rows, families, families_rejected, profile,
+                       rules_file, release, tuple(dict.fromkeys(warnings)), tm)
+    res.check()
+    return res
+
+
+def _check_antibodies(antibodies, patient_ids: list[str]) -> list:
+    """Every antibody names its patient, and that id names one screened patient only."""
+    from collections import Counter
+
+    abs_ = list(antibodies)
+    missing = [a.specificity for a in abs_ if not a.patient_id]
+    if missing:
+        raise InputError.one("in batch screening every antibody needs the patient_id of its patient "
+                             f"(missing for {', '.join(missing[:5])})", column="patient_id")
+    count = Counter(patient_ids)
+    dup = sorted({a.patient_id for a in abs_ if count[a.patient_id] > 1})
+    if dup:
+        raise InputError.one(f"patient id(s) {', '.join(dup)} name the patient of more than one family: the antibody "
+                             "report cannot say whose antibodies they are (make patient ids unique)", column="patient_id")
+    return abs_
+
+
+def _facts_with_antibodies(ref, pairs: pl.DataFrame, seg: pl.DataFrame, antibodies, settings) -> pl.DataFrame:
+    """Pair facts with DSA for the patients the report names (by patient id), without for the others."""
+    from haplomatch.pairfacts import pair_facts
+
+    named = list({a.patient_id for a in antibodies})
+    with_ab = pairs.filter(pl.col("patient_id").is_in(named))
+    without = pairs.filter(~pl.col("patient_id").is_in(named))
+    parts = []
+    if with_ab.height:
+        parts.append(pair_facts(ref, with_ab, seg, antibodies, settings, by_patient_id=True))
+    if without.height:
+        parts.append(pair_facts(ref, without, seg, None, settings).with_columns(
+            pl.lit("the antibody report has no antibodies for this patient").alias("dsa_reason")))
+    return pl.concat(parts, how="diagonal_relaxed").sort("donor___ord")

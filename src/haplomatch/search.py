@@ -1,0 +1,1209 @@
+"""Registry search: one patient against a registry of unrelated donors, streamed in batches, best N kept.
+
+How it works (and why it is exact)
+----------------------------------
+The registry (Parquet or CSV) is read with a polars lazy scan in batches (``batch_size`` rows, default
+200,000); only the current batch and the running best ``top`` donors are held in memory.
+
+1. **Reading a batch** (:class:`RegistryReader`). Every cell is interpreted by the code that reads family
+   files — ``nomenclature.normalise`` and ``hlatyping.parse_cell`` / ``from_gl_text`` for HLA,
+   ``kir.from_columns`` / ``parse_gl`` / ``parse_gene_list`` for KIR, ``familyfile``'s cell readers for sex,
+   age, ABO, CMV, FCGR3A, availability — but once per *distinct* cell value: cells are mapped to integer
+   ids through a 64-bit hash, and a second, independent 64-bit hash is compared on every row (a mismatch,
+   i.e. a collision, falls back to exact string matching); each new value is read once and remembered for
+   the whole search. A donor whose row has a cell that does not read (an unknown allele, a bad KIR cell,
+   sex ``X``) is not ranked: it is counted as rejected with its reason (``rejects``), as a family-file row
+   with an error is.
+2. **The facts the ranking reads** (:class:`FastFacts`). Only the columns that the exclusion, tier and
+   criterion rules read decide the best N, and for one patient they are computed with integer arrays:
+
+   - HLA mismatch counts per locus. Each donor slot is a typing whose comparison keys are known (per
+     distinct slot, ``compat.slot_keys``). The counts depend only on which of the four slots (patient 1,
+     2, donor 1, 2) can share a key, so a donor slot with exactly one key that the patient does not have is
+     renamed ``#1`` (or ``#2`` when it differs from the other donor slot); a key the patient has is kept;
+     any other slot (ambiguous, null allele, untyped) is kept as it is. The renaming is injective on the
+     keys of each four-slot row, so ``compat``'s exact count (equality patterns, Hall's condition), run by
+     ``compat``'s own code on the few distinct renamed rows, gives each donor its exact ranges. Grades use
+     ``compat``'s expressions; DPB1 TCE categories run ``compat``'s code on one representative donor per
+     (renamed row, TCE groups of the donor's DPB1 slots).
+   - Donor factors use ``donorfactors.donor_factor_columns``; donor KIR facts run
+     ``kirscores.kir_genotype_columns`` once per distinct KIR typing pattern; family-segregation and DSA
+     columns are null with their reason, as ``pairfacts.pair_facts`` writes them for an unrelated donor
+     without an antibody report.
+
+   :data:`FAST_COLUMNS` lists what the fast path can compute. When the rules (or an antibody report) need
+   another column, every batch goes through the general ``pairfacts.pair_facts`` instead (exact, slower).
+3. **Keeping the best N.** ``ranking.evaluate`` (the compiled rules, sort order and tie-breaks of
+   ``haplomatch rank``) ranks the best N so far together with the batch's donors that could still enter:
+   a donor strictly after the N-th best known donor on the first sort keys (eligible, tier, first
+   criterion) cannot, and is dropped before the sort. The order is total (donor id last), so the best N of
+   the stream are the best N of the whole registry.
+4. **The answer.** The best N go through the general ``pairfacts.pair_facts`` (every fact, as for a family)
+   and ``ranking.rank_facts`` (explanations). The columns the ranking read are checked to be equal in both
+   paths, and the order to be the same: a difference raises (it would be a bug).
+
+Rows in = donors ranked + donors rejected (:meth:`SearchResult.summary_line`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import polars as pl
+
+from haplomatch import compat as _compat
+from haplomatch.compat import CORE_LOCI, CompatSettings, slot_keys
+from haplomatch.errors import HaplomatchError, InputError, Problem
+from haplomatch.family import Person
+from haplomatch.hlatyping import _TWO, BLANK
+from haplomatch.nomenclature import normalise
+from haplomatch.persons import KIR_EXTRA_COLUMNS, KIR_GENE_COLUMNS, pair_frame, person_record, schema
+from haplomatch.slotfacts import slot_facts
+
+__all__ = [
+    "PROFILE_FILES", "FAST_COLUMNS", "DEFAULT_BATCH", "SearchResult", "RegistryLayout", "RegistryReader",
+    "FastFacts", "search_registry", "registry_rules", "needed_columns", "ranking_columns", "registry_layout",
+]
+
+#: Profiles shipped for registry search (``rules/``); other names are looked up in ``ranking.PROFILES``.
+PROFILE_FILES = {"unrelated": "unrelated.yaml"}
+DEFAULT_BATCH = 200_000
+_DIRS = ("gvh", "hvg", "bi")
+_SEG_NULLS = {
+    "shared_haplotypes": pl.Int64, "hla_class": pl.String, "class_all_loci": pl.Boolean,
+    "class_by_descent": pl.Boolean, "class_partial": pl.Boolean, "shared_labels": pl.String,
+    "class_evidence": pl.String, "class_loci_typed": pl.String,
+}
+_DSA_NULLS = {
+    "dsa_max_mfi": pl.Float64, "dsa_c1q": pl.Boolean, "dsa_category": pl.String,
+    "dsa_possible_max_mfi": pl.Float64, "dsa_category_if_possible": pl.String,
+    "dsa_specificities": pl.List(pl.String),
+}
+_CONSTANTS: dict[str, tuple[Any, pl.DataType]] = {
+    **{c: (None, t) for c, t in {**_SEG_NULLS, **_DSA_NULLS}.items()},
+    "dsa_reason": ("no antibody report given (--antibodies)", pl.String),
+    "hla_class_reason": ("no family segregation (unrelated or not typed)", pl.String),
+    "family_id": (None, pl.String),
+}
+_TCE_COLUMNS = ("dpb1_tce", "dpb1_tce_possible", "patient_dpb1_tce_groups", "donor_dpb1_tce_groups",
+                "dpb1_tce_reason")
+_TCE_SCHEMA = {"dpb1_tce": pl.String, "dpb1_tce_possible": pl.List(pl.String), "patient_dpb1_tce_groups": pl.String,
+               "donor_dpb1_tce_groups": pl.String, "dpb1_tce_reason": pl.String}
+_KIR_FACTS = tuple(f"donor_{c}" for c in (
+    "kir_genotype", "kir_cen", "kir_tel", "kir_b_content_score", "kir_b_content_group", "kir_activating_count",
+    "kir_activating_functional_count", "kir2ds4", "kir3dl1_class"))
+_HLA_SLOTS = tuple(c for c in schema() if c[:1] in "ABCD" and c.rsplit("_", 1)[-1] in ("1", "2"))
+
+
+def _donor_factor_exprs() -> dict[str, pl.Expr]:
+    from haplomatch.donorfactors import donor_factor_columns
+
+    return {e.meta.output_name(): e for e in donor_factor_columns()}
+
+
+def _grade_exprs() -> dict[str, pl.Expr]:
+    return {e.meta.output_name(): e for e in _compat._grade_exprs()}
+
+
+def _count_columns() -> list[str]:
+    out = []
+    for loc in CORE_LOCI:
+        out += [f"typed_{loc}", f"error_{loc}"]
+        for d in _DIRS:
+            out += [f"{d}_{loc}", f"{d}_{loc}_min", f"{d}_{loc}_max"]
+    return out
+
+
+#: The pair facts the fast path computes, each equal to ``pairfacts.pair_facts``'s (tests compare them).
+FAST_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys([
+    *_donor_factor_exprs(), *_count_columns(), *_grade_exprs(), *_TCE_COLUMNS, *_KIR_FACTS, *_CONSTANTS,
+]))
+
+
+# ------------------------------------------------------------------------------------------------ interning
+
+class _Interner:
+    """Cell values → dense integer ids (0, 1, …) kept across batches; ``parse`` reads each new value once.
+
+    Rows are matched on a 64-bit hash of the value; a second, independent hash is compared for every row,
+    and a mismatch (a collision) falls back to an exact match on the strings."""
+
+    _S1, _S2 = 0x9E3779B1, 0x85EBCA77
+
+    def __init__(self, parse: Callable[[list], list[Any]]) -> None:
+        self.parse = parse
+        self.keys: list[Any] = []
+        self.values: list[Any] = []
+        self._h1 = pl.Series("h1", [], pl.UInt64)
+        self._h2 = np.zeros(0, dtype=np.uint64)
+        self._ids = pl.Series("id", [], pl.UInt32)
+        self._cache: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def cached(self, key, make: Callable[[list], Any]) -> Any:
+        """``make(values)``, recomputed only after new values were read."""
+        hit = self._cache.get(key)
+        if hit is None or hit[0] != len(self.values):
+            hit = (len(self.values), make(self.values))
+            self._cache[key] = hit
+        return hit[1]
+
+    def add(self, s: pl.Series) -> None:
+        """Read the values of ``s`` not seen before."""
+        new = pl.DataFrame({"h1": s.hash(self._S1), "h2": s.hash(self._S2), "s": s}).unique(
+            subset="h1", keep="first", maintain_order=True)
+        if len(self):
+            new = new.filter(~pl.col("h1").is_in(self._h1.implode()))
+        if new.height == 0:
+            return
+        keys = new["s"].to_list()
+        self.values += self.parse(keys)
+        self.keys += keys
+        self._h1 = pl.concat([self._h1, new["h1"]])
+        self._h2 = np.concatenate([self._h2, new["h2"].to_numpy()])
+        self._ids = pl.Series("id", np.arange(len(self.keys), dtype=np.uint32))
+
+    def lookup(self, e: pl.Expr, name: str) -> list[pl.Expr]:
+        """Expressions giving the ids (null = not seen yet) and the check hash of the values of ``e``."""
+        return [e.hash(self._S1).replace_strict(self._h1, self._ids, default=None, return_dtype=pl.UInt32)
+                .alias(f"{name}\x00id"), e.hash(self._S2).alias(f"{name}\x00h2")]
+
+    def ids(self, s: pl.Series) -> np.ndarray:
+        """The ids of the values of ``s`` (new values are read first)."""
+        return _intern(pl.DataFrame({"v": s}), [("v", self, pl.col("v"))])["v"]
+
+    def _exact(self, s: pl.Series) -> np.ndarray:  # pragma: no cover - only after a hash collision
+        known = {x: i for i, x in enumerate(self.keys)}
+        new = [x for x in dict.fromkeys(s.to_list()) if x not in known]
+        if new:
+            self.values += self.parse(new)
+            for x in new:
+                known[x] = len(self.keys)
+                self.keys.append(x)
+            extra = pl.Series(new, dtype=s.dtype)
+            self._h1 = pl.concat([self._h1, extra.hash(self._S1)])
+            self._h2 = np.concatenate([self._h2, extra.hash(self._S2).to_numpy()])
+            self._ids = pl.Series("id", np.arange(len(self.keys), dtype=np.uint32))
+        return np.array([known[x] for x in s.to_list()], dtype=np.int64)
+
+
+def _intern(df: pl.DataFrame, items: list[tuple[str, _Interner, pl.Expr]],
+            before: Callable[[dict[str, pl.Series]], None] | None = None) -> dict[str, np.ndarray]:
+    """The ids of several columns (``items``: name, interner, expression over ``df``) in one polars pass;
+    values not seen before are read by their interner first (``before`` sees them all first, by name)."""
+    res = df.select([x for name, it, e in items for x in it.lookup(e, name)])
+    missing = {}
+    for name, it, e in items:
+        miss = res[f"{name}\x00id"].is_null()
+        if miss.any():
+            missing[name] = df.select(e.alias("v")).filter(miss)["v"].unique()
+    if missing and before is not None:
+        before(missing)
+    redo = []
+    for name, it, e in items:
+        if name in missing:
+            it.add(missing[name])
+            redo.append((name, it, e))
+    if redo:
+        again = df.select([x for name, it, e in redo for x in it.lookup(e, name)])
+        res = res.with_columns(again)
+    out: dict[str, np.ndarray] = {}
+    for name, it, e in items:
+        ids = res[f"{name}\x00id"].to_numpy().astype(np.int64)
+        if not np.array_equal(it._h2[ids], res[f"{name}\x00h2"].to_numpy()):  # pragma: no cover - collision
+            ids = it._exact(df.select(e.alias("v"))["v"])
+        out[name] = ids
+    return out
+
+
+def _take(values: list, ids: np.ndarray, dtype: pl.DataType, name: str) -> pl.Series:
+    """``values[ids]`` as a polars Series."""
+    return pl.Series(name, values, dtype=dtype, strict=False).gather(pl.Series(ids))
+
+
+# ------------------------------------------------------------------------------------------------ registry
+
+_KEY = re.compile(r"[\s._\-]")
+
+
+def _key(name: str) -> str:
+    return _KEY.sub("", name).lower()
+
+
+@dataclass(frozen=True)
+class RegistryLayout:
+    """Which registry column holds what (names matched as family-file columns are)."""
+
+    id_col: str
+    hla_pair: dict[str, tuple[str, str]]
+    hla_single: dict[str, str]
+    gl_col: str | None
+    kir_cols: tuple[str, ...]
+    kir_whole: str | None
+    attrs: dict[str, str]
+    unknown: tuple[str, ...]
+
+
+def registry_layout(columns: list[str], source: str = "") -> tuple[RegistryLayout, list[Problem]]:
+    """Map registry columns: ``donor_id`` (or ``id``), HLA as ``A_1``/``A_2``… or ``A``… (both alleles) or a
+    GL column ``hla``, KIR gene columns (``KIR2DL1``…) or one ``kir`` column, ``age``, ``sex``, ``abo``,
+    ``cmv`` and optionally ``available``, ``fcgr3a``, ``weight_kg``, ``parity``. Raises InputError when there
+    is no id or no HLA column; returns the warnings (unknown columns)."""
+    from haplomatch.familyfile import map_columns
+
+    id_col = next((c for c in columns if _key(c) in ("donorid", "donor", "donorcode")), None)
+    rest = [c for c in columns if c != id_col]
+    cmap, problems = map_columns(rest)
+    if id_col is None:
+        id_col = cmap.attributes.get("id")
+    keep = [Problem(**{**p.to_dict(), "file": source}) for p in problems
+            if not p.message.startswith(("no id column", "no relation column"))]
+    if id_col is None:
+        keep.append(Problem("no donor id column", file=source, fix="add a column 'donor_id'"))
+    gl = cmap.attributes.get("hla")
+    if not (cmap.hla_pair or cmap.hla_single or gl):
+        keep.append(Problem("no HLA column", file=source, fix="add A_1, A_2, B_1, … (or A, B, …, or a GL column 'hla')"))
+    errors = [p for p in keep if p.severity == "error"]
+    if errors:
+        raise InputError(errors)
+    attrs = {k: v for k, v in cmap.attributes.items() if k in _ATTR_FIELDS}
+    return RegistryLayout(id_col, dict(cmap.hla_pair), dict(cmap.hla_single), gl, tuple(cmap.kir_genes),
+                          cmap.attributes.get("kir"), attrs, tuple(cmap.unknown)), keep
+
+
+_ATTR_TYPES = {"sex": pl.String, "age": pl.Float64, "weight_kg": pl.Float64, "abo": pl.String, "rh": pl.String,
+               "cmv": pl.Boolean, "fcgr3a": pl.String, "available": pl.Boolean, "parity": pl.Int64}
+_ATTR_FIELDS = ("sex", "age", "weight_kg", "abo", "cmv", "fcgr3a", "available", "parity")
+
+
+def _attr_parser(fname: str) -> Callable[[Any], tuple[dict, str | None]]:
+    """One attribute cell → ({people-table column: value}, error or None), by the family-file cell readers."""
+    from haplomatch import familyfile as ff
+
+    def parse(v: Any) -> tuple[dict, str | None]:
+        t = "" if v is None else str(v).strip()
+        if isinstance(v, float) and v == int(v):
+            t = str(int(v))
+        if not t:
+            return {}, None
+        if fname == "sex":
+            if t == "0":
+                return {}, None
+            s = ff._sex(t)
+            return ({"sex": s}, None) if s else ({}, "sex not understood (use M or F)")
+        if fname in ("age", "weight_kg"):
+            x = ff._number(t)
+            ok = x is not None and ((0 <= x < 120) if fname == "age" else (0 < x < 400))
+            return ({fname: x}, None) if ok else ({}, f"{fname} is not a number in range")
+        if fname == "abo":
+            r = ff._abo(t)
+            return ({"abo": r[0], "rh": r[1]}, None) if r else ({}, "blood group not understood")
+        if fname == "cmv":
+            c = ff._cmv(t)
+            return ({"cmv": c}, None) if c is not None else ({}, "CMV serostatus not understood")
+        if fname == "fcgr3a":
+            f = ff._fcgr3a(t)
+            return ({"fcgr3a": f}, None) if f else ({}, "FCGR3A-158 genotype not understood")
+        if fname == "available":
+            low = t.lower()
+            a = True if low in ff._YES else False if low in ff._NO else None
+            return ({"available": a}, None) if a is not None else ({}, "availability not understood")
+        if fname == "parity":
+            x = ff._number(t)
+            ok = x is not None and x >= 0 and x == int(x)
+            return ({"parity": int(x)}, None) if ok else ({}, "parity is not a whole number")
+        return {}, None
+
+    return parse
+
+
+@dataclass
+class _SlotTable:
+    """Normalised slot strings (``A*01:01`` or ``A*01:01/A*01:02``) → id, with their ``compat`` keys and
+    ``slotfacts`` facts. Id 0 is the untyped slot."""
+
+    ref: Any
+    settings: CompatSettings
+    strings: list[str | None] = field(default_factory=lambda: [None])
+    index: dict[str, int] = field(default_factory=dict)
+    error: list[str | None] = field(default_factory=lambda: [None])
+    simple: list[bool] = field(default_factory=lambda: [False])
+    key: list[str | None] = field(default_factory=lambda: [None])
+    all_keys: list[list[str]] = field(default_factory=lambda: [[]])
+    tce: dict[str, list] = field(default_factory=lambda: {"tce_v1": [None], "tce_v2": [None], "expressed": [None]})
+    keys_table: pl.DataFrame | None = None
+    facts: pl.DataFrame | None = None
+
+    def ids(self, slots: list[str | None]) -> list[int]:
+        new = [s for s in dict.fromkeys(slots) if s and s not in self.index]
+        if new:
+            self._add(new)
+        return [self.index[s] if s else 0 for s in slots]
+
+    def _add(self, new: list[str]) -> None:
+        k = slot_keys(self.ref, new, self.settings.level, self.settings.null_alleles)
+        by = {r["slot"]: r for r in k.iter_rows(named=True)}
+        self.keys_table = k if self.keys_table is None else pl.concat([self.keys_table, k], how="vertical_relaxed")
+        f = slot_facts(self.ref, new)
+        self.facts = f if self.facts is None else pl.concat([self.facts, f], how="diagonal_relaxed")
+        fb = {r["slot"]: r for r in f.select("slot", "tce_v1", "tce_v2", "expressed").iter_rows(named=True)}
+        for s in new:
+            for c in ("tce_v1", "tce_v2", "expressed"):
+                self.tce[c].append(fb.get(s, {}).get(c))
+            r = by[s]
+            self.index[s] = len(self.strings)
+            self.strings.append(s)
+            self.error.append(r["error"])
+            keys = r["keys"] or []
+            ok = r["error"] is None and not r["absent"] and len(keys) == 1
+            self.simple.append(ok)
+            self.key.append(keys[0] if ok else None)
+            self.all_keys.append(list(keys))
+
+
+def _norm_slot(raw: Any, locus: str) -> tuple[str | None, str | None]:
+    """One cell of the two-column layout → (normalised slot string or None, error or None), as
+    ``hlatyping.parse_cell`` reads it."""
+    if raw is None or str(raw).strip().lower() in BLANK:
+        return None, None
+    raw = str(raw)
+    if _TWO.search(raw.strip()):
+        return None, "two alleles in one cell of a two-column locus"
+    names = [normalise(x, locus) for x in raw.split("/") if x.strip()]
+    return "/".join(dict.fromkeys(names)) or None, None
+
+
+@dataclass
+class _Batch:
+    """One registry batch, read: per source column the ids of its distinct values (never strings per row)."""
+
+    reader: "RegistryReader"
+    n: int
+    ids: pl.Series  # donor id per row
+    sid: dict[str, tuple[np.ndarray, np.ndarray]]  # locus → slot ids of the two slots (0 = untyped)
+    attr: dict[str, tuple[_Interner, np.ndarray]]  # field → its interner and the row ids
+    kir: np.ndarray | None  # KIR pattern id per row
+    error: np.ndarray  # the row has a cell that does not read
+    reason: list[pl.Series]  # per column, the message of rows whose cell does not read
+
+    def column(self, name: str, rows: np.ndarray | None = None) -> pl.Series:
+        """A people-table column (``schema()`` name, no HLA) for all rows or some."""
+        n = self.n if rows is None else len(rows)
+        if name == "id":
+            return self.ids if rows is None else self.ids.gather(pl.Series(rows))
+        if name == "relation":
+            return pl.repeat("unrelated", n, dtype=pl.String, eager=True).alias(name)
+        dt = schema()[name]
+        src = _ATTR_SOURCE.get(name)
+        if src in self.attr:
+            it, ids = self.attr[src]
+            vals = it.cached(("attr", name), lambda vs: [v[0].get(name) for v in vs])
+            return _take(vals, ids if rows is None else ids[rows], dt, name)
+        if name in _KIR_PEOPLE and self.kir is not None:
+            it = self.reader._kir
+            vals = it.cached(("kir", name), lambda vs: [(v[0] or {}).get(name) for v in vs])
+            return _take(vals, self.kir if rows is None else self.kir[rows], dt, name)
+        return pl.repeat(None, n, dtype=dt, eager=True).alias(name)
+
+    def people(self, rows: np.ndarray | None = None) -> pl.DataFrame:
+        """Rows as a full people table (``persons.schema()``), HLA slots as normalised slot strings."""
+        strings = pl.Series(self.reader.slots.strings, dtype=pl.String)
+        cols = []
+        for c, dt in schema().items():
+            if c in _HLA_SLOTS:
+                loc, i = c.rsplit("_", 1)
+                if loc in self.sid:
+                    ids = self.sid[loc][int(i) - 1]
+                    cols.append(strings.gather(pl.Series(ids if rows is None else ids[rows])).alias(c))
+                else:
+                    cols.append(pl.repeat(None, self.n if rows is None else len(rows), dtype=dt, eager=True).alias(c))
+            else:
+                cols.append(self.column(c, rows))
+        return pl.DataFrame(cols)
+
+    def reasons(self) -> pl.Series:
+        if not self.reason:
+            return pl.repeat(None, self.n, dtype=pl.String, eager=True)
+        return pl.DataFrame(self.reason).select(
+            pl.concat_str(pl.all(), separator="; ", ignore_nulls=True))[:, 0].replace("", None)
+
+
+_ATTR_SOURCE = {"sex": "sex", "age": "age", "weight_kg": "weight_kg", "abo": "abo", "rh": "abo", "cmv": "cmv",
+                "fcgr3a": "fcgr3a", "available": "available", "parity": "parity"}
+_KIR_PEOPLE = (*KIR_GENE_COLUMNS, *KIR_EXTRA_COLUMNS)
+
+
+class RegistryReader:
+    """Reads registry batches (:meth:`read`): every distinct cell value is read once, by the family-file
+    readers, and remembered across batches."""
+
+    def __init__(self, ref, layout: RegistryLayout, compat: CompatSettings | None = None, *,
+                 missing_second: str = "homozygous") -> None:
+        from haplomatch.kir import KirAlleleList
+
+        self.ref = ref
+        self.layout = layout
+        self.missing_second = missing_second
+        self.slots = _SlotTable(ref, compat or CompatSettings())
+        self.kir_list = KirAlleleList.from_reference(ref)
+        self._cells: dict[str, _Interner] = {}
+        for loc, (c1, c2) in layout.hla_pair.items():
+            it = _Interner(self._pair_cell_parser(loc))
+            self._cells[c1] = self._cells[c2] = it  # one table per locus: both columns hold its names
+        for loc, c in layout.hla_single.items():
+            self._cells[c] = _Interner(self._single_cell_parser(loc))
+        if layout.gl_col:
+            self._cells[layout.gl_col] = _Interner(self._gl_parser())
+        for f, c in layout.attrs.items():
+            p = _attr_parser(f)
+            self._cells[c] = _Interner(lambda xs, p=p: [p(x) for x in xs])
+        self._kir = _Interner(self._kir_parser())
+
+    def _prefetch(self, missing: dict[str, pl.Series]) -> None:
+        """Resolve the new slot strings of every two-column HLA cell of a batch at once (one slot-table update)."""
+        names: list[str] = []
+        for loc, (c1, c2) in self.layout.hla_pair.items():
+            for c in (c1, c2):
+                if c in missing:
+                    names += [s for s, e in self._normalise(missing[c].to_list(), loc) if s and not e]
+        if names:
+            self.slots.ids(names)
+
+    @staticmethod
+    def _normalise(values: list, locus: str) -> list[tuple[str | None, str | None]]:
+        # a name already in normal form (upper case, 'L*…', no spaces, lists or HLA- prefix) is kept as it is:
+        # nomenclature.normalise would return it unchanged
+        v = pl.Series(values, dtype=pl.String)
+        plain = (v.str.contains(r"^[A-Z0-9]+\*[^\s/+,;]*$") & ~v.str.starts_with("HLA-")
+                 & (v == v.str.to_uppercase())).fill_null(False).to_list()
+        return [(x, None) if p else _norm_slot(x, locus) for x, p in zip(values, plain)]
+
+    # -- one distinct cell value → (value, error) --
+    def _pair_cell_parser(self, locus: str):
+        def parse(values: list) -> list[tuple[int, str | None]]:
+            normed = self._normalise(values, locus)
+            ids = self.slots.ids([s for s, _ in normed])
+            return [(i, e or self.slots.error[i]) for i, (_, e) in zip(ids, normed)]
+        return parse
+
+    def _single_cell_parser(self, locus: str):
+        from haplomatch.hlatyping import parse_cell
+        from haplomatch.persons import slot_strings
+
+        def parse(values: list):
+            out = []
+            for v in values:
+                t, probs = parse_cell(None if v is None else str(v), locus, missing_second=self.missing_second)
+                errs = [p.message for p in probs if p.severity == "error"]
+                i1, i2 = self.slots.ids(list(slot_strings(t)))
+                errs += [e for e in (self.slots.error[i1], self.slots.error[i2]) if e]
+                out.append(((i1, i2), "; ".join(dict.fromkeys(errs)) or None))
+            return out
+        return parse
+
+    def _gl_parser(self):
+        from haplomatch.hlatyping import from_gl_text
+        from haplomatch.persons import slot_strings
+
+        def parse(values: list):
+            out = []
+            for v in values:
+                per: dict[str, tuple[int, int]] = {}
+                errs: list[str] = []
+                if v is not None and str(v).strip():
+                    typed, probs = from_gl_text(str(v), missing_second=self.missing_second)
+                    errs += [p.message for p in probs if p.severity == "error"]
+                    for loc, t in typed.items():
+                        if loc in CORE_LOCI:
+                            i1, i2 = self.slots.ids(list(slot_strings(t)))
+                            per[loc] = (i1, i2)
+                            errs += [e for e in (self.slots.error[i1], self.slots.error[i2]) if e]
+                out.append((per, "; ".join(dict.fromkeys(errs)) or None))
+            return out
+        return parse
+
+    def _kir_parser(self):
+        from haplomatch import kir as kirmod
+
+        cols, whole = self.layout.kir_cols, self.layout.kir_whole
+
+        def one(text: Any):
+            try:
+                if whole is not None:
+                    cell = "" if text is None else str(text)
+                    if not cell.strip():
+                        return None, None
+                    if "*" in cell or "#" in cell:
+                        g = kirmod.parse_gl(cell, release=self.kir_list)
+                    else:
+                        g = kirmod.parse_gene_list(cell, release=self.kir_list)
+                else:
+                    cells = _kir_cells(text, len(cols))
+                    g = kirmod.from_columns(dict(zip(cols, cells)), release=self.kir_list)
+            except InputError as e:
+                return None, "; ".join(p.message for p in e.problems)
+            rec = person_record(Person(id="", relation="unrelated", kir=g))
+            return {c: rec[c] for c in _KIR_PEOPLE}, None
+
+        return lambda xs: [one(x) for x in xs]
+
+    # -- a batch --
+    def read(self, batch: pl.DataFrame) -> _Batch:
+        lay, n = self.layout, batch.height
+        err = np.zeros(n, dtype=bool)
+        reasons: list[pl.Series] = []
+        # every interned column in one polars pass
+        items: list[tuple[str, _Interner, pl.Expr]] = []
+        for loc, (c1, c2) in lay.hla_pair.items():
+            if loc in CORE_LOCI:
+                items += [(c1, self._cells[c1], pl.col(c1).cast(pl.String)),
+                          (c2, self._cells[c2], pl.col(c2).cast(pl.String))]
+        for loc, c in lay.hla_single.items():
+            if loc in CORE_LOCI:
+                items.append((c, self._cells[c], pl.col(c).cast(pl.String)))
+        if lay.gl_col:
+            items.append((lay.gl_col, self._cells[lay.gl_col], pl.col(lay.gl_col).cast(pl.String)))
+        for f, c in lay.attrs.items():
+            items.append((c, self._cells[c], pl.col(c)))
+        kir_expr = None
+        if lay.kir_whole is not None:
+            kir_expr = pl.col(lay.kir_whole).cast(pl.String)
+        elif lay.kir_cols:
+            kir_expr = _kir_pattern(batch, lay.kir_cols)
+        if kir_expr is not None:
+            items.append(("\x00kir", self._kir, kir_expr))
+        ids = _intern(batch, items, self._prefetch)
+
+        def note(it: _Interner, rows: np.ndarray, column: str) -> None:
+            if not it.cached(("anyerr",), lambda vs: any(v[1] is not None for v in vs)):
+                return
+            bad = it.cached(("err",), lambda vs: np.array([v[1] is not None for v in vs], dtype=bool))[rows]
+            if bad.any():
+                err[:] |= bad
+                msgs = it.cached(("msg", column), lambda vs: [None if v[1] is None else f"[{column}] {v[1]}"
+                                                              for v in vs])
+                reasons.append(_take(msgs, rows, pl.String, column))
+
+        sid: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for loc, (c1, c2) in lay.hla_pair.items():
+            if loc not in CORE_LOCI:
+                continue
+            it = self._cells[c1]
+            note(it, ids[c1], c1)
+            note(it, ids[c2], c2)
+            arr = it.cached("sid", lambda vals: np.array([v[0] for v in vals], dtype=np.int64))
+            s1, s2 = arr[ids[c1]], arr[ids[c2]]
+            # as parse_cell: a blank first slot takes the second; a blank second repeats the first (homozygous)
+            e1 = s1 == 0
+            s1, s2 = np.where(e1, s2, s1), np.where(e1, 0, s2)
+            if self.missing_second == "homozygous":
+                s2 = np.where(s2 == 0, s1, s2)
+            sid[loc] = (s1, s2)
+        for loc, c in lay.hla_single.items():
+            if loc not in CORE_LOCI:
+                continue
+            it = self._cells[c]
+            note(it, ids[c], c)
+            pairs = it.cached("sid", lambda vals: np.array([v[0] for v in vals], dtype=np.int64).reshape(-1, 2))
+            sid[loc] = (pairs[ids[c], 0], pairs[ids[c], 1])
+        if lay.gl_col:
+            it = self._cells[lay.gl_col]
+            note(it, ids[lay.gl_col], lay.gl_col)
+            for loc in CORE_LOCI:
+                if loc not in sid:
+                    pairs = it.cached(("sid", loc), lambda vals, loc=loc: np.array(
+                        [v[0].get(loc, (0, 0)) for v in vals], dtype=np.int64).reshape(-1, 2))
+                    sid[loc] = (pairs[ids[lay.gl_col], 0], pairs[ids[lay.gl_col], 1])
+        for loc in CORE_LOCI:
+            sid.setdefault(loc, (np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)))
+        attr: dict[str, tuple[_Interner, np.ndarray]] = {}
+        for f, c in lay.attrs.items():
+            note(self._cells[c], ids[c], c)
+            attr[f] = (self._cells[c], ids[c])
+        kir = ids.get("\x00kir")
+        if kir is not None:
+            note(self._kir, kir, "KIR")
+        ident = batch[lay.id_col].cast(pl.String).str.strip_chars().alias("id")
+        bad_id = (ident.is_null() | (ident == "")).to_numpy()
+        if bad_id.any():
+            err |= bad_id
+            reasons.append(pl.select(pl.when(pl.Series(bad_id)).then(pl.lit(f"[{lay.id_col}] empty donor id"))
+                                     .otherwise(pl.lit(None, pl.String)).alias("id")).to_series())
+        return _Batch(self, n, ident, sid, attr, kir, err, reasons)
+
+
+def _kir_pattern(batch: pl.DataFrame, cols: tuple[str, ...]) -> pl.Expr:
+    """An expression standing for a row's KIR cells: an integer (base 3: null, 0, 1 per column) when every KIR
+    column is numeric with values 0/1/null, else the cells joined as text. The interner reads each distinct
+    pattern once (:func:`_kir_cells` turns it back into cells)."""
+    numeric = all(batch.schema[c].is_integer() or batch.schema[c] == pl.Boolean for c in cols)
+    if numeric and len(cols) <= 39:
+        codes = [pl.col(c).cast(pl.Int64) for c in cols]
+        ok = batch.select(pl.all_horizontal([(e.is_null() | e.is_in([0, 1])) for e in codes]).all()).item()
+        if ok:
+            return sum((e.fill_null(-1) + 1) * (3 ** j) for j, e in enumerate(codes)).cast(pl.Int64)
+    exprs = []
+    for c in cols:
+        e = pl.col(c)
+        dt = batch.schema[c]
+        if dt == pl.Boolean:
+            e = e.cast(pl.Int8)
+        elif dt.is_float():
+            e = pl.when(e == e.round(0)).then(e.cast(pl.Int64).cast(pl.String)).otherwise(e.cast(pl.String))
+        exprs.append(e.cast(pl.String).fill_null(""))
+    return pl.concat_str(exprs, separator="\x1f")
+
+
+def _kir_cells(pattern: Any, n: int) -> list[str]:
+    """Back from a :func:`_kir_pattern` value to the cells (as text)."""
+    if pattern is None:
+        return [""] * n
+    if isinstance(pattern, int):
+        out = []
+        for _ in range(n):
+            out.append(("", "0", "1")[pattern % 3])
+            pattern //= 3
+        return out
+    return str(pattern).split("\x1f")
+
+
+# --------------------------------------------------------------------------------------------- fast facts
+
+@dataclass
+class _PatientLocus:
+    """The patient's two slots at a locus and the comparison keys they can have (key → index)."""
+
+    s1: str
+    s2: str
+    keys: dict[str, int]
+
+
+class FastFacts:
+    """The fast path for one patient (see the module docstring): the facts the ranking reads, for a batch."""
+
+    _DENSE = 16  # renamed slot codes below this use a dense lookup table
+
+    def __init__(self, ref, patient: Person, slots: _SlotTable, settings=None) -> None:
+        from haplomatch.pairfacts import FactSettings
+
+        self.ref = ref
+        self.settings = settings or FactSettings()
+        self.slots = slots
+        rec = person_record(patient)
+        self.patient_rec = rec
+        pids = {loc: slots.ids([rec[f"{loc}_1"], rec[f"{loc}_2"]]) for loc in CORE_LOCI}
+        self.loc: dict[str, _PatientLocus] = {}
+        for loc in CORE_LOCI:
+            keys: dict[str, int] = {}
+            for i in pids[loc]:
+                for k in slots.all_keys[i]:
+                    keys.setdefault(k, len(keys))
+            self.loc[loc] = _PatientLocus(rec[f"{loc}_1"] or "", rec[f"{loc}_2"] or "", keys)
+        self._quads: dict[str, dict[int, int]] = {loc: {} for loc in CORE_LOCI}
+        self._quad_rows: dict[str, list[dict]] = {loc: [] for loc in CORE_LOCI}
+        self._dense: dict[str, np.ndarray] = {loc: np.full(self._DENSE * self._DENSE, -1, dtype=np.int64)
+                                              for loc in CORE_LOCI}
+        self._qa: dict = {}
+        self._tce: dict[int, int] = {}
+        self._tce_rows: list[dict] = []
+        self._tce_table: pl.DataFrame | None = None
+        self._tce_dense = np.full(0, -1, dtype=np.int64)
+        self._n_slots = 0
+        self._base: dict[str, list[int]] = {loc: [] for loc in CORE_LOCI}
+        self.base: dict[str, np.ndarray] = {}
+        self._kid: list[int] = []
+        self._kids: dict[str, int] = {}
+        self._tcl: list[int] = []
+        self._tcodes: dict[tuple, int] = {}
+        self._kir_table: tuple[int, pl.DataFrame] | None = None
+
+    # -- per slot id arrays (grown with the slot table) --
+    def _arrays(self) -> None:
+        """Per slot id: ``base`` (renamed code of a lone slot: 0 untyped, 1 a key the patient lacks, 3+i the
+        patient's key i, -1 another slot), ``kid`` (key id of a one-key slot) and ``tce`` (code of the DPB1
+        TCE group and expression). Extended as the slot table grows."""
+        n = len(self.slots.strings)
+        start = self._n_slots
+        if n == start:
+            return
+        keys = self.slots.key[start:n]
+        for loc, p in self.loc.items():
+            add = [3 + p.keys[k] if k in p.keys else 1 if k is not None else -1 for k in keys]
+            if start == 0:
+                add[0] = 0
+            self._base[loc] += add
+            self.base[loc] = np.array(self._base[loc], dtype=np.int64)
+        self._kid += [self._kids.setdefault(k, len(self._kids)) if k is not None else -1 for k in keys]
+        self.kid = np.array(self._kid, dtype=np.int64)
+        col = "tce_v2" if self.settings.compat.tce_version == "v2" else "tce_v1"
+        g, x = self.slots.tce[col][start:n], self.slots.tce["expressed"][start:n]
+        strings = self.slots.strings[start:n]
+        self._tcl += [self._tcodes.setdefault((gg, xx) if s else ("",), len(self._tcodes))
+                      for s, gg, xx in zip(strings, g, x)]
+        self.tce = np.array(self._tcl, dtype=np.int64)
+        self._n_slots = n
+
+    def _quad_array(self, loc: str, col: str) -> np.ndarray:
+        rows = self._quad_rows[loc]
+        hit = self._qa.get((loc, col))
+        if hit is None or hit[0] != len(rows):
+            hit = (len(rows), np.array([r[col] for r in rows], dtype=bool if col == "typed" else np.int64))
+            self._qa[(loc, col)] = hit
+        return hit[1]
+
+    def _codes(self, loc: str, s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The renamed donor slots: 0 untyped, 1/2 a key the patient lacks, 3+i the patient's key i, else
+        (ambiguous, null allele, or beside one) 3 + (patient keys) + slot id = the slot as it is."""
+        base, kid = self.base[loc], self.kid
+        b1, b2 = base[s1], base[s2]  # 0 untyped, 1 key the patient lacks, 3+i patient key i, -1 other
+        ok = (b1 >= 0) & (b2 >= 0)
+        ns = 3 + len(self.loc[loc].keys)
+        c1 = np.where(ok, b1, ns + s1)
+        c1[s1 == 0] = 0
+        other = (b1 == 1) & (kid[s1] == kid[s2])
+        c2 = np.where(ok, np.where((b2 == 1) & ~other, 2, b2), ns + s2)
+        c2[s2 == 0] = 0
+        return c1, c2
+
+    def _slot_name(self, loc: str, code: int) -> str:
+        ns = 3 + len(self.loc[loc].keys)
+        if code == 0:
+            return ""
+        if code in (1, 2):
+            return f"\x00#{code}"
+        if code < ns:
+            return "\x00=" + next(k for k, i in self.loc[loc].keys.items() if i == code - 3)
+        return self.slots.strings[code - ns]
+
+    def _count_new(self, todo: dict[str, list[tuple[int, int]]]) -> None:
+        """Count renamed four-slot rows not seen before (all loci at once), with ``compat``'s own code."""
+        frames, synth = [], set()
+        for loc, new in todo.items():
+            pt = self.loc[loc]
+            q = pl.DataFrame({
+                "s_p1": [pt.s1] * len(new), "s_p2": [pt.s2] * len(new),
+                "s_d1": [self._slot_name(loc, a) for a, _ in new], "s_d2": [self._slot_name(loc, b) for _, b in new],
+            }, schema={"s_p1": pl.String, "s_p2": pl.String, "s_d1": pl.String, "s_d2": pl.String})
+            frames.append(q)
+            synth |= {x for x in q["s_d1"].to_list() + q["s_d2"].to_list() if x.startswith("\x00")}
+        synth_l = sorted(synth)
+        extra = pl.DataFrame({
+            "slot": synth_l, "keys": [[x[2:]] if x.startswith("\x00=") else [x] for x in synth_l],
+            "absent": [False] * len(synth_l), "error": [None] * len(synth_l),
+        }, schema={"slot": pl.String, "keys": pl.List(pl.String), "absent": pl.Boolean, "error": pl.String})
+        keys = pl.concat([self.slots.keys_table.select("slot", "keys", "absent", "error"), extra],
+                         how="vertical_relaxed")
+        allq = pl.concat(frames).unique()
+        t = _compat._locus_table(allq, keys, None, self.settings.compat)
+        cols = [*[f"{d}_{m}" for d in _DIRS for m in ("min", "max")], "typed", "error"]
+        by = {(r["s_p1"], r["s_p2"], r["s_d1"], r["s_d2"]): r
+              for r in t.select("s_p1", "s_p2", "s_d1", "s_d2", *cols).iter_rows(named=True)}
+        for (loc, new), q in zip(todo.items(), frames):
+            for (a, b), x, y in zip(new, q["s_d1"].to_list(), q["s_d2"].to_list()):
+                r = by[(self.loc[loc].s1, self.loc[loc].s2, x, y)]
+                i = len(self._quad_rows[loc])
+                self._quads[loc][(a << 32) | b] = i
+                self._quad_rows[loc].append({c: r[c] for c in cols})
+                if a < self._DENSE and b < self._DENSE:
+                    self._dense[loc][a * self._DENSE + b] = i
+
+    def _lookup(self, loc: str, c1: np.ndarray, c2: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Per donor, the row of the locus's table of counted renamed rows (-1 if not yet counted), and the
+        renamed rows not yet counted."""
+        D = self._DENSE
+        small = (c1 < D) & (c2 < D)
+        out = np.full(len(c1), -1, dtype=np.int64)
+        if small.all():
+            out = self._dense[loc][c1 * D + c2]
+        else:
+            out[small] = self._dense[loc][c1[small] * D + c2[small]]
+            big = ~small
+            key = (c1[big] << 32) | c2[big]
+            uniq, inv = np.unique(key, return_inverse=True)
+            known = self._quads[loc]
+            out[big] = np.array([known.get(int(k), -1) for k in uniq.tolist()], dtype=np.int64)[inv]
+        miss = out < 0
+        if not miss.any():
+            return out, []
+        todo = np.unique((c1[miss] << 32) | c2[miss])
+        return out, [(int(k) >> 32, int(k) & 0xFFFFFFFF) for k in todo.tolist()]
+
+    def _tce_columns(self, s1: np.ndarray, s2: np.ndarray, qidx: np.ndarray, want: list[str]) -> list[pl.Series]:
+        """DPB1 TCE facts: ``compat``'s code on one representative per (renamed row, donor slot TCE groups)."""
+        t1, t2 = self.tce[s1], self.tce[s2]
+        k = 64 if self.tce.max() < 63 else int(self.tce.max()) + 2
+        cls = (qidx * k + t1) * k + t2
+        # a dense table answers the classes seen before; the others are found with np.unique
+        if self._tce_dense.size <= cls.max():
+            grown = np.full(int(cls.max()) + 1 + 4096, -1, dtype=np.int64)
+            grown[:self._tce_dense.size] = self._tce_dense
+            self._tce_dense = grown
+        idx = self._tce_dense[cls]
+        miss = idx < 0
+        if miss.any():
+            mc = cls[miss]
+            uniq, first = np.unique(mc, return_index=True)
+            at = np.nonzero(miss)[0][first]
+            new = [(int(c), int(i)) for c, i in zip(uniq.tolist(), at.tolist()) if int(c) not in self._tce]
+        else:
+            new = []
+        if new:
+            rows, pt = self._quad_rows["DPB1"], self.loc["DPB1"]
+            t = pl.DataFrame([{
+                "s_p1": pt.s1, "s_p2": pt.s2,
+                "s_d1": self.slots.strings[s1[i]] or "", "s_d2": self.slots.strings[s2[i]] or "",
+                **{f"{d}_{m}": rows[qidx[i]][f"{d}_{m}"] for d in ("gvh", "hvg") for m in ("min", "max")},
+                "typed": rows[qidx[i]]["typed"],
+            } for _, i in new], schema={"s_p1": pl.String, "s_p2": pl.String, "s_d1": pl.String, "s_d2": pl.String,
+                                         "gvh_min": pl.Int64, "gvh_max": pl.Int64, "hvg_min": pl.Int64,
+                                         "hvg_max": pl.Int64, "typed": pl.Boolean})
+            res = _compat._dpb1_tce(t, self.slots.facts, self.settings.compat)
+            by = {(r["s_d1"], r["s_d2"]): r for r in res.iter_rows(named=True)}
+            for (c, _), a, b in zip(new, t["s_d1"].to_list(), t["s_d2"].to_list()):
+                self._tce[c] = len(self._tce_rows)
+                self._tce_rows.append({x: by[(a, b)][x] for x in _TCE_COLUMNS})
+            self._tce_table = pl.DataFrame(self._tce_rows, schema=_TCE_SCHEMA)
+        if miss.any():
+            for c, i in self._tce.items():
+                if c < self._tce_dense.size:
+                    self._tce_dense[c] = i
+            idx = self._tce_dense[cls]
+        return self._tce_table.select(want)[idx].get_columns()
+
+    def _kir_facts(self, batch: _Batch, rows: np.ndarray, want: list[str]) -> list[pl.Series]:
+        """Donor KIR facts, computed once per distinct KIR pattern and gathered."""
+        from haplomatch import kirscores
+
+        it = batch.reader._kir
+        if batch.kir is None:
+            table = kirscores.kir_genotype_columns(pl.DataFrame(
+                {f"donor_{c}": pl.Series([None], dtype=schema()[c]) for c in _KIR_PEOPLE}), "donor_",
+                tel_2ds4=self.settings.nk.tel_2ds4)
+            return [pl.repeat(table[c][0], len(rows), dtype=table.schema[c], eager=True).alias(c) for c in want]
+        if self._kir_table is None or self._kir_table[0] != len(it):
+            people = pl.DataFrame({f"donor_{c}": pl.Series([(v[0] or {}).get(c) for v in it.values],
+                                                           dtype=schema()[c]) for c in _KIR_PEOPLE})
+            self._kir_table = (len(it), kirscores.kir_genotype_columns(people, "donor_",
+                                                                        tel_2ds4=self.settings.nk.tel_2ds4))
+        return self._kir_table[1].select(want)[batch.kir[rows]].get_columns()
+
+    def facts(self, batch: _Batch, rows: np.ndarray, need: set[str]) -> pl.DataFrame:
+        """The columns ``need`` (⊆ :data:`FAST_COLUMNS`) for the donors ``rows`` of ``batch``."""
+        self._arrays()
+        n = len(rows)
+        out: list[pl.Series] = []
+        grades = {k: e for k, e in _grade_exprs().items() if k in need}
+        # count columns wanted: asked for, or read by a grade or by the DPB1 TCE facts
+        counts = {c for c in need if c in set(_count_columns())}
+        for e in grades.values():
+            counts |= set(e.meta.root_names())
+        tce_want = [c for c in _TCE_COLUMNS if c in need]
+        if tce_want:
+            counts |= {"gvh_DPB1_min", "gvh_DPB1_max", "hvg_DPB1_min", "hvg_DPB1_max", "typed_DPB1"}
+        point = set()
+        for c in list(counts):
+            parts = c.split("_")
+            if len(parts) == 2 and parts[0] in _DIRS:  # a point count reads the range
+                point.add(c)
+                counts |= {f"{c}_min", f"{c}_max"}
+        qidx: dict[str, np.ndarray] = {}
+        codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        todo: dict[str, list[tuple[int, int]]] = {}
+        for loc in CORE_LOCI:
+            if any(c.split("_")[1] == loc for c in counts):
+                codes[loc] = self._codes(loc, batch.sid[loc][0][rows], batch.sid[loc][1][rows])
+                qidx[loc], missing = self._lookup(loc, *codes[loc])
+                if missing:
+                    todo[loc] = missing
+        if todo:
+            self._count_new(todo)
+            for loc in todo:
+                qidx[loc], _ = self._lookup(loc, *codes[loc])
+        for loc, idx in qidx.items():
+            for d in _DIRS:
+                for m in ("min", "max"):
+                    if f"{d}_{loc}_{m}" in counts:
+                        out.append(pl.Series(f"{d}_{loc}_{m}", self._quad_array(loc, f"{d}_{m}")[idx]))
+            if f"typed_{loc}" in counts:
+                out.append(pl.Series(f"typed_{loc}", self._quad_array(loc, "typed")[idx]))
+            if f"error_{loc}" in counts:
+                out.append(_take([r["error"] for r in self._quad_rows[loc]], idx, pl.String, f"error_{loc}"))
+        if tce_want:
+            out += self._tce_columns(batch.sid["DPB1"][0][rows], batch.sid["DPB1"][1][rows], qidx["DPB1"], tce_want)
+        kir_want = [c for c in _KIR_FACTS if c in need]
+        if kir_want:
+            out += self._kir_facts(batch, rows, kir_want)
+        df = pl.DataFrame(out) if out else pl.DataFrame({"__n": np.zeros(n, dtype=np.int8)})
+        exprs = [pl.when(pl.col(f"{c}_min") == pl.col(f"{c}_max")).then(pl.col(f"{c}_min")).cast(pl.Int64).alias(c)
+                 for c in sorted(point)]
+        exprs += list(grades.values())
+        # donor factors: their inputs (donor_/patient_ people columns), then the expressions
+        dfe = {k: e for k, e in _donor_factor_exprs().items() if k in need}
+        inputs = set().union(*(set(e.meta.root_names()) for e in dfe.values())) if dfe else set()
+        rec = self.patient_rec
+        for c in sorted(inputs):
+            if c.startswith("patient_"):
+                name = c[len("patient_"):]
+                df = df.with_columns(pl.lit(rec[name], schema()[name]).alias(c))
+            else:
+                df = df.with_columns(batch.column(c[len("donor_"):], rows).alias(c))
+        exprs += list(dfe.values())
+        exprs += [pl.lit(v, dt).alias(c) for c, (v, dt) in _CONSTANTS.items() if c in need]
+        if exprs:
+            df = df.with_columns(exprs)
+        return df.select([c for c in df.columns if c in need])
+
+
+# ------------------------------------------------------------------------------------------------ rules
+
+def registry_rules(profile: str | None, rules_path=None, columns: dict | None = None, overrides=None):
+    """The rule set: a registry profile (``unrelated``), a family profile, or the user's own file."""
+    from haplomatch.ranking import rules_for
+    from haplomatch.rulefiles import rules_path as shipped
+    from haplomatch.rules import load_rules
+
+    if rules_path is None and profile in PROFILE_FILES:
+        return load_rules(shipped(PROFILE_FILES[profile]), columns or {}, overrides)
+    return rules_for(profile, rules_path, columns, overrides)
+
+
+def _roots(rules, effects: tuple[str, ...]) -> set[str]:
+    out: set[str] = set()
+    for r in rules.rules:
+        if r.effect in effects:
+            out |= set(r.condition().meta.root_names())
+            if r.key:
+                out |= set(r.key_expr().meta.root_names())
+    return out
+
+
+def needed_columns(rules) -> set[str]:
+    """Every pair-fact column the rules read (all effects), with the ranking's tie-breakers."""
+    return _roots(rules, ("exclude", "tier", "criterion", "flag")) | {"id", "relation", "donor_age"}
+
+
+def ranking_columns(rules) -> set[str]:
+    """The columns that decide the order: exclusions, tiers, criteria, tie-breakers (not flags)."""
+    return _roots(rules, ("exclude", "tier", "criterion")) | {"id", "relation", "donor_age"}
+
+
+def _ordering_rules(rules):
+    """The rule set without its flags: the same order, fewer columns to compute."""
+    return dataclasses.replace(rules, rules=tuple(r for r in rules.rules if r.effect != "flag"))
+
+
+# ------------------------------------------------------------------------------------------------ search
+
+@dataclass
+class SearchResult:
+    """The best donors (ranked and explained), their full pair facts, and the row accounting."""
+
+    patient: str
+    profile: str
+    release: str
+    rules_file: str
+    candidates: tuple  # ranking.Candidate, best first
+    facts: pl.DataFrame  # general pair facts of the best donors, ranked (``rank``), with the registry ``row``
+    rows_in: int
+    ranked: int
+    rejected: int
+    rejects: pl.DataFrame  # row, donor_id, reason (at most ``max_rejects`` rows)
+    batches: int
+    seconds: float
+    path: str  # "fast" or "general"
+    warnings: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary_line(self) -> str:
+        return (f"rows in: {self.rows_in:,}; donors ranked: {self.ranked:,}; rejected: {self.rejected:,}; "
+                f"best {len(self.candidates)} returned; {self.batches} batch(es) in {self.seconds:.1f} s "
+                f"({self.rows_in / max(self.seconds, 1e-9):,.0f} donors/s; {self.path} facts)")
+
+
+def _batches(path: Path, batch_size: int) -> Iterator[pl.DataFrame]:
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        lf = pl.scan_parquet(path)
+        total = lf.select(pl.len()).collect().item()
+        for start in range(0, total, batch_size):
+            yield lf.slice(start, batch_size).collect()
+        return
+    sep = "\t" if suffix in (".tsv", ".tab") else ","
+    yield from pl.scan_csv(path, separator=sep, infer_schema=False).collect_batches(chunk_size=batch_size)
+
+
+def _prefix_columns(df: pl.DataFrame, rules) -> tuple[pl.DataFrame, list[tuple[str, bool]]]:
+    """``df`` with the first sort keys of ``ranking.evaluate`` (eligible, tier, the first criterion's keys)
+    added, and their (name, descending) list."""
+    from haplomatch.ranking import NO_TIER
+
+    excl = [r.condition().fill_null(False) for r in rules.rules if r.effect == "exclude"]
+    tiers = [pl.when(r.condition().fill_null(False)).then(pl.lit(r.tier)) for r in rules.rules if r.effect == "tier"]
+    exprs = [(~pl.any_horizontal(excl) if excl else pl.lit(True)).alias("__p_eligible"),
+             (pl.min_horizontal(tiers).fill_null(NO_TIER) if tiers else pl.lit(NO_TIER)).cast(pl.Int64).alias("__p_tier")]
+    prefix = [("__p_eligible", True), ("__p_tier", False)]
+    if rules.criteria_order:
+        first = rules.criteria_order[0]
+        for i, r in enumerate(x for x in rules.rules if x.criterion == first):
+            name = f"__p_key{i}"
+            if r.key:
+                exprs.append(pl.when(r.condition()).then(r.key_expr().cast(pl.Float64)).alias(name))
+                prefix.append((name, r.order == "desc"))
+            else:
+                c = r.condition()
+                exprs.append(pl.when(c == r.prefer).then(0).when(c.is_null()).then(1).otherwise(2).alias(name))
+                prefix.append((name, False))
+    return df.with_columns(exprs), prefix
+
+
+def _after(worst: dict, prefix: list[tuple[str, bool]]) -> pl.Expr:
+    """Rows strictly after ``worst`` in ``evaluate``'s order on the prefix columns (nulls last)."""
+    def worse(c: str, desc: bool) -> pl.Expr:
+        w = worst[c]
+        if w is None:
+            return pl.lit(False)
+        return pl.col(c).is_null() | ((pl.col(c) < w) if desc else (pl.col(c) > w))
+
+    def equal(c: str) -> pl.Expr:
+        w = worst[c]
+        return pl.col(c).is_null() if w is None else (pl.col(c) == w).fill_null(False)
+
+    expr, eq = pl.lit(False), pl.lit(True)
+    for c, desc in prefix:
+        expr = expr | (eq & worse(c, desc))
+        eq = eq & equal(c)
+    return expr
+
+
+def search_registry(ref, patient: Person, registry: str | Path, *, profile: str = "unrelated", top: int = 10,
+                    rules_path=None, overrides=None, settings=None, antibodies=None,
+                    batch_size: int = DEFAULT_BATCH, force_general: bool = False,
+                    max_rejects: int = 100_000, missing_second: str = "homozygous",
+                    progress: Callable[[int, int], None] | None = None) -> SearchResult:
+    """Rank the donors of ``registry`` for ``patient``; return the best ``top`` (see the module docstring).
+
+    ``force_general`` computes every batch with the general ``pair_facts`` (for tests and comparison).
+    ``progress(rows_read, batches)`` is called after each batch. ``SearchResult.timings`` gives the seconds
+    per phase: ``read`` (scan), ``cells`` (interning and reading cells), ``facts``, ``select`` (keeping the
+    best), ``final`` (full facts and explanations of the best)."""
+    from haplomatch.pairfacts import FactSettings, pair_facts
+    from haplomatch.persons import people_frame
+    from haplomatch.ranking import evaluate, rank_facts
+
+    t0 = time.perf_counter()
+    settings = settings or FactSettings()
+    path = Path(registry)
+    if not path.exists():
+        raise InputError.one("registry file not found", file=str(path))
+    if top < 1:
+        raise HaplomatchError("--top must be at least 1")
+    patient_df = people_frame([patient])
+    reader: RegistryReader | None = None
+    fast: FastFacts | None = None
+    rules = order_rules = None
+    need: set[str] = set()
+    use_fast = False
+    kept: pl.DataFrame | None = None  # the best so far: ranking columns + "__row" + donor people columns "__d_*"
+    rows_in = ranked = rejected = batches = 0
+    rejects: list[pl.DataFrame] = []
+    warnings: list[str] = []
+    tm: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        tm[name] = tm.get(name, 0.0) + now - clock[0]
+        clock[0] = now
+
+    def general(donors: pl.DataFrame) -> pl.DataFrame:
+        return pair_facts(ref, pair_frame(patient_df, donors), None, antibodies, settings)
+
+    for batch in _batches(path, batch_size):
+        lap("read")
+        if reader is None:
+            layout, probs = registry_layout(batch.columns, str(path))
+            warnings += [str(p) for p in probs]
+            reader = RegistryReader(ref, layout, settings.compat, missing_second=missing_second)
+        b = reader.read(batch)
+        start = rows_in
+        rows_in += b.n
+        batches += 1
+        if b.error.any():
+            bad = pl.Series(b.error)
+            rej = pl.DataFrame({"row": (np.nonzero(b.error)[0] + 1 + start).astype(np.int64),
+                                "donor_id": b.ids.filter(bad), "reason": b.reasons().filter(bad)})
+            rejected += rej.height
+            if sum(r.height for r in rejects) < max_rejects:
+                rejects.append(rej)
+        rows = np.nonzero(~b.error)[0]
+        lap("cells")
+        if rows.size == 0:
+            if progress:
+                progress(rows_in, batches)
+            continue
+        if rules is None:
+            probe = general(b.people(rows[:1]))
+            rules = registry_rules(profile, rules_path, dict(probe.schema), overrides)
+            order_rules = _ordering_rules(rules)
+            need = ranking_columns(rules)
+            use_fast = not force_general and antibodies is None and need <= set(FAST_COLUMNS)
+            if use_fast:
+                fast = FastFacts(ref, patient, reader.slots, settings)
+        if use_fast:
+            facts = fast.facts(b, rows, need)
+        else:
+            facts = general(b.people(rows))
+        facts = facts.with_columns(pl.Series("__row", rows + 1 + start, dtype=pl.Int64),
+                                   pl.Series("__i", rows, dtype=pl.Int64))
+        ranked += facts.height
+        lap("facts")
+        # drop the donors that cannot enter: strictly after the N-th best known (kept, or a sample's N-th)
+        withp, prefix = _prefix_columns(facts, order_rules)
+        worst = None
+        if kept is not None and kept.height >= top:
+            worst = _prefix_columns(kept.tail(1), order_rules)[0].row(0, named=True)
+        elif withp.height > 4 * top:
+            step = max(1, withp.height // max(2000, 4 * top))
+            sample = evaluate(withp.gather_every(step), order_rules)
+            if sample.height >= top:
+                worst = sample.row(top - 1, named=True)
+        if worst is not None:
+            withp = withp.filter(~_after(worst, prefix))
+        facts = withp.drop([c for c, _ in prefix])
+        # the donors' people rows travel with them (for the general facts of the best at the end)
+        facts = facts.hstack(b.people(facts["__i"].to_numpy()).select(pl.all().name.prefix("__d_"))).drop("__i")
+        cand = facts if kept is None else pl.concat([kept, facts.select(kept.columns)], how="vertical_relaxed")
+        kept = evaluate(cand, order_rules).head(top).select(cand.columns)
+        lap("select")
+        if progress:
+            progress(rows_in, batches)
+
+    if reader is None or kept is None or rules is None:
+        raise InputError.one("the registry has no donor that could be read", file=str(path))
+    donors = kept.select([c for c in kept.columns if c.startswith("__d_")]).rename(lambda c: c[4:])
+    full = general(donors.with_columns(kept["__row"])).rename({"donor___row": "row"})
+    cands = rank_facts(full, rules)
+    ranked_full = evaluate(full, rules)
+    check = sorted(need & set(kept.columns))
+    a = kept.select(check + ["__row"]).sort("__row")
+    g = full.select(check + [pl.col("row").alias("__row")]).sort("__row")
+    if not a.equals(g):
+        diff = [c for c in check if not a[c].equals(g[c])]
+        raise RuntimeError(f"internal error: fast and general pair facts disagree on {diff}")
+    if [c.id for c in cands] != kept["id"].to_list():
+        raise RuntimeError("internal error: the streamed order differs from the order of the best donors")
+    lap("final")
+    rej = pl.concat(rejects) if rejects else pl.DataFrame(schema={"row": pl.Int64, "donor_id": pl.String,
+                                                                   "reason": pl.String})
+    return SearchResult(
+        patient.id, rules.profile, ref.label, rules.path, tuple(cands), ranked_full, rows_in, ranked, rejected,
+        rej, batches, time.perf_counter() - t0, "fast" if use_fast else "general", tuple(warnings), tm,
+    )

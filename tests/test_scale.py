@@ -1,0 +1,461 @@
+"""Issue 8 — screening many families and searching a registry: the vectorised paths agree with ``rank``.
+
+- ``screen`` gives every candidate the rank, eligibility, exclusions, summary and documented facts that
+  ``rank_family`` gives it one family at a time (simulated families, both family profiles).
+- Row accounting on a file with bad rows: rows in = candidates out + patients + rejected, every bad row in
+  the rejects with file, row and column, and a family with an error, a pedigree error or a Mendelian
+  conflict rejected as a whole.
+- ``search``: the fast facts equal the general ``pair_facts`` on tricky typings (ambiguous, low resolution,
+  null alleles, homozygous, untyped) for several patients; the ranking equals the general path's and
+  ``rank_family``'s on the same donors; streaming a Parquet file in batches far smaller than the file gives
+  the same best N as one batch.
+No timed assertions.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from haplomatch.cli_scale import screen_cmd, search_cmd
+from haplomatch.familyfile import read_family_file
+from haplomatch.kir import GENES
+from haplomatch.pairfacts import GLOSSARY, pair_facts
+from haplomatch.persons import pair_frame, people_frame, person_from_gl
+from haplomatch.ranking import evaluate, rank_family
+from haplomatch.rulefiles import rules_path
+from haplomatch.screen import screen_files
+from haplomatch.search import (
+    FAST_COLUMNS, FastFacts, RegistryReader, registry_layout, registry_rules, search_registry,
+)
+from haplomatch.simulate import AllelePool, SimOptions, family_frame, simulate_families, simulate_registry
+
+OPTIONS = SimOptions(siblings=3, homozygous_rate=0.1, shared_rate=0.1, recombination_rate=0.2,
+                     missing_parents="one", missing_rate=0.3)
+UNRELATED = str(rules_path("unrelated.yaml"))
+
+
+def _plain(v):
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+@pytest.fixture(scope="module")
+def pool(ref):
+    return AllelePool.from_reference(ref)
+
+
+@pytest.fixture(scope="module")
+def families_csv(tmp_path_factory, pool) -> Path:
+    path = tmp_path_factory.mktemp("screen") / "families.csv"
+    family_frame(simulate_families(7, 8, OPTIONS, pool=pool)).write_csv(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ screen
+
+def _compare_with_rank(ref, result, families, profile, **kw):
+    rows = {(r["family_id"], r["id"]): r for r in result.candidates.to_dicts()}
+    n = 0
+    for fam in families:
+        ranking = rank_family(ref, fam, profile, **kw)
+        for c in ranking.candidates:
+            row = rows[(fam.id, c.id)]
+            assert (row["rank"], row["eligible"], row["summary"]) == (c.rank, c.eligible, c.summary), (fam.id, c.id)
+            assert row["excluded_by"] == list(c.excluded_by)
+            assert row["patient_id"] == fam.patient.id
+            for k, v in c.facts.items():
+                if k not in ("id", "relation"):
+                    assert _plain(row[k]) == _plain(v), (fam.id, c.id, k)
+            n += 1
+    assert n == result.candidates_out
+    return n
+
+
+@pytest.mark.parametrize("profile", ["haplo-hsct", "nk-cell-therapy"])
+def test_screen_gives_the_ranks_and_facts_of_rank(ref, families_csv, profile):
+    result = screen_files(ref, [families_csv], profile=profile)
+    families, _ = read_family_file(families_csv, ref.nomenclature)
+    assert result.rejected == 0 and result.patients == len(families) == result.families
+    assert _compare_with_rank(ref, result, families, profile) > 25
+    assert set(GLOSSARY) - {"id", "relation", "dsa"} <= set(result.candidates.columns)  # dsa: with a report
+    assert result.rows_in == result.candidates_out + result.patients
+
+
+def test_screen_worker_processes_do_not_change_the_output(ref, families_csv, monkeypatch):
+    import haplomatch.screen as screen
+
+    one = screen_files(ref, [families_csv])
+    monkeypatch.setattr(screen, "_CHUNK", 1)  # 7 families -> 7 chunks over 2 processes (>= 4 chunks)
+    two = screen_files(ref, [families_csv], workers=2)
+    assert one.candidates.equals(two.candidates) and one.rejects.equals(two.rejects)
+
+
+def test_screen_in_chunks_gives_the_same_rows(ref, families_csv):
+    whole = screen_files(ref, [families_csv])
+    assert screen_files(ref, [families_csv], chunk=2).candidates.equals(whole.candidates)
+
+
+def test_screen_with_an_antibody_report(ref, families_csv, tmp_path):
+    from haplomatch.antibodies import read_antibodies
+    from haplomatch.errors import InputError
+
+    table = pl.read_csv(families_csv, infer_schema=False)
+    fids = table["family_id"].unique(maintain_order=True).to_list()[:2]
+    table = table.filter(pl.col("family_id").is_in(fids)).with_columns(
+        pl.when(pl.col("id") == "P").then(pl.lit("P-") + pl.col("family_id")).otherwise(pl.col("id")).alias("id"))
+    fam_path = tmp_path / "two.csv"
+    table.write_csv(fam_path)
+    father_a = table.filter((pl.col("family_id") == fids[0]) & (pl.col("id") == "F"))["A"][0].split("+")[0]
+    ab_path = tmp_path / "antibodies.csv"
+    ab_path.write_text(f"patient_id,specificity,mfi,c1q\nP-{fids[0]},{father_a},6500,pos\n")
+    abs_, _ = read_antibodies(ab_path, ref.nomenclature)
+    result = screen_files(ref, [fam_path], antibodies=abs_)
+    fams, _ = read_family_file(fam_path, ref.nomenclature)
+    first = [f for f in fams if f.id == fids[0]]
+    _compare_with_rank(ref, result.__class__(**{**result.__dict__, "candidates": result.candidates.filter(
+        pl.col("family_id") == fids[0])}), first, "haplo-hsct", antibodies=abs_)
+    father = result.candidates.filter((pl.col("family_id") == fids[0]) & (pl.col("id") == "F")).row(0, named=True)
+    assert father["excluded_by"] == ["dsa-high-risk"]
+    other = result.candidates.filter(pl.col("family_id") == fids[1])
+    assert other["dsa_category"].null_count() == other.height
+    assert set(other["dsa_reason"]) == {"the antibody report has no antibodies for this patient"}
+    # the simulated patient ids repeat across families: a report naming one of them is refused
+    ab_path.write_text("patient_id,specificity,mfi,c1q\nP,A*01:01,6500,pos\n")
+    abs_, _ = read_antibodies(ab_path, ref.nomenclature)
+    with pytest.raises(InputError, match="more than one family"):
+        screen_files(ref, [families_csv], antibodies=abs_)
+
+
+def test_screen_one_file_per_family(ref, families_csv, tmp_path):
+    table = pl.read_csv(families_csv, infer_schema=False)
+    paths = []
+    for fid in table["family_id"].unique(maintain_order=True).to_list()[:3]:
+        p = tmp_path / f"{fid}.csv"
+        table.filter(pl.col("family_id") == fid).drop("family_id").write_csv(p)
+        paths.append(p)
+    result = screen_files(ref, paths)
+    assert result.families == 3 and result.rejected == 0
+    assert result.candidates["family_id"].null_count() == result.candidates_out
+    assert sorted(set(result.candidates["file"])) == sorted(str(p) for p in paths)
+    for p in paths:
+        (fam,), _ = read_family_file(p, ref.nomenclature)
+        mine = result.candidates.filter(pl.col("file") == str(p))
+        ranking = rank_family(ref, fam)
+        assert mine.sort("rank")["id"].to_list() == [c.id for c in ranking.candidates]
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory, pool):
+    """Simulated families with one problem each (and untouched ones), plus a malformed row."""
+    df = family_frame(simulate_families(9, 21, SimOptions(siblings=3), pool=pool)).cast(pl.String)
+    fids = df["family_id"].unique(maintain_order=True).to_list()
+    rows = df.to_dicts()
+
+    def edit(fid, pid, **changes):
+        for r in rows:
+            if r["family_id"] == fid and r["id"] == pid:
+                r.update(changes)
+                return
+        raise AssertionError((fid, pid))
+
+    edit(fids[0], "S1", age="abc")                                   # a bad cell
+    edit(fids[1], "S2", A="A*99:99+A*01:01")                          # an unknown allele
+    edit(fids[2], "S1", relation="patient")                           # two patients
+    edit(fids[3], "S1", father_id="M")                                # pedigree: a mother as father
+    father = next(r for r in rows if r["family_id"] == fids[4] and r["id"] == "F")
+    mother = next(r for r in rows if r["family_id"] == fids[4] and r["id"] == "M")
+    parental = set(father["A"].split("+")) | set(mother["A"].split("+"))
+    novel = [a for a in pool.two_field["A"] if a not in parental][:2]
+    edit(fids[4], "S1", A="+".join(novel), C=father["C"])            # a Mendelian conflict
+    edit(fids[5], "S3", family_id="")                                 # a row without its family id
+    path = tmp_path_factory.mktemp("messy") / "messy.csv"
+    pl.DataFrame(rows, schema=df.schema).write_csv(path)
+    with path.open("a") as fh:  # a malformed row: one cell too many
+        fh.write(",".join(["FAMX", "Q1", "patient"] + [""] * (df.width - 2)) + "\n")
+    return path, fids, df
+
+
+def test_screen_row_accounting_on_a_file_with_bad_rows(ref, messy):
+    path, fids, df = messy
+    result = screen_files(ref, [path])
+    n_rows = df.height + 1
+    assert result.rows_in == n_rows
+    assert result.rows_in == result.candidates_out + result.patients + result.rejected  # also checked inside
+    rej = result.rejects
+    # every row of a family with a problem is rejected; the untouched families are screened (a row without a
+    # family id is rejected alone: no family can be named for it)
+    bad_families = set(fids[:5])
+    screened = set(result.candidates["family_id"])
+    assert screened == set(fids) - bad_families
+    rejected_rows = set(rej["row"].drop_nulls())
+    for fid in fids[:5]:
+        rows = {i + 1 for i, f in enumerate(df["family_id"]) if f == fid}
+        assert rows <= rejected_rows, fid
+    # the reasons are located: file, row, column
+    by_row = {r["row"]: r for r in rej.to_dicts() if r["column"] == "age"}
+    age_row = next(i + 1 for i, r in enumerate(df.iter_rows(named=True)) if r["family_id"] == fids[0] and r["id"] == "S1")
+    assert by_row[age_row]["value"] == "abc" and by_row[age_row]["file"] == str(path)
+    assert any("A*99:99" in (r["value"] or "") + r["message"] for r in rej.to_dicts())
+    assert any("2 patients" in r["message"] for r in rej.to_dicts())
+    assert any("segregation failed" in r["message"] for r in rej.filter(pl.col("family_id") == fids[3]).to_dicts())
+    assert any("Mendelian conflict" in r["message"] for r in rej.filter(pl.col("family_id") == fids[4]).to_dicts())
+    assert any("cells, the header has" in r["message"] for r in rej.to_dicts())
+    assert any("empty family_id" in r["message"] for r in rej.to_dicts())
+    assert fids[5] in screened and "S3" not in set(result.candidates.filter(pl.col("family_id") == fids[5])["id"])
+    assert result.rejected == len(rejected_rows)
+    # with --keep-conflicts the conflict family is ranked, as rank ranks it (with a warning)
+    kept = screen_files(ref, [path], reject_conflicts=False)
+    assert fids[4] in set(kept.candidates["family_id"])
+    fams, _ = read_family_file(path, ref.nomenclature, strict=False)
+    (fam,) = [f for f in fams if f.id == fids[4]]
+    ranking = rank_family(ref, fam)
+    mine = kept.candidates.filter(pl.col("family_id") == fids[4]).sort("rank")
+    assert mine["id"].to_list() == [c.id for c in ranking.candidates]
+    assert any("conflict" in (w or "").lower() or "likely" in (w or "") for w in mine["family_warnings"])
+
+
+def test_screen_file_level_error_rejects_every_row(ref, tmp_path, families_csv):
+    bad = tmp_path / "noid.csv"
+    pl.read_csv(families_csv, infer_schema=False).drop("id").write_csv(bad)
+    result = screen_files(ref, [bad, families_csv])
+    n_bad = pl.read_csv(bad, infer_schema=False).height
+    assert result.rejected == n_bad
+    assert set(result.rejects["file"]) == {str(bad)}
+    assert result.rows_in == result.candidates_out + result.patients + result.rejected
+
+
+def test_screen_command(ref, families_csv, messy, tmp_path):
+    path, _, _ = messy
+    out, rej = tmp_path / "out.parquet", tmp_path / "rejects.csv"
+    r = CliRunner().invoke(screen_cmd, [str(families_csv), str(path), "--out", str(out), "--rejects", str(rej)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert last.startswith("rows in:") and "candidates out" in last and "rejected" in last
+    assert "\r" not in r.output  # no progress bar outside a terminal
+    got = pl.read_parquet(out)
+    assert got.schema["excluded_by"] == pl.List(pl.String) and got.height > 0
+    assert pl.read_csv(rej).height > 0
+    csv_out = tmp_path / "out.csv"
+    r = CliRunner().invoke(screen_cmd, [str(families_csv), "--out", str(csv_out), "--profile", "nk-cell-therapy"])
+    assert r.exit_code == 0, r.output
+    assert pl.read_csv(csv_out, infer_schema=False).height == got.filter(pl.col("file") == str(families_csv)).height
+
+
+# ------------------------------------------------------------------------------------------------ search
+
+_TRICKY = {
+    "A": ["A*01:01/A*01:02", "A*02", "A*02:01:01", "A*01:01:01:02N", "A2", "A*68:01", "A*01:01:01G", "A*24:02"],
+    "C": ["C*07", "C*07:01/C*07:02", "C*05:01", "C*07:02"],
+    "B": ["B*07", "B*44:02/B*44:03", "B*51:01", "B27", "B*07:02"],
+    "DRB1": ["DRB1*03", "DRB1*11:01", "DRB1*15:01"],
+    "DQB1": ["DQB1*06", "DQB1*05:01", "DQB1*06:02"],
+    "DPB1": ["DPB1*04:01/DPB1*04:02", "DPB1*10:01", "DPB1*01:01", "DPB1*04:01", "DPB1*09:01"],
+}
+PATIENTS = {
+    "typical": "A*02:01+A*24:02^C*07:01+C*07:02^B*07:02+B*44:02^DRB1*15:01+DRB1*04:01^DQB1*06:02+DQB1*03:02"
+               "^DPB1*04:01+DPB1*02:01",
+    "homozygous": "A*02:01+A*02:01^C*07:01+C*07:01^B*07:02+B*07:02^DRB1*15:01+DRB1*15:01^DQB1*06:02+DQB1*06:02"
+                  "^DPB1*04:01+DPB1*04:01",
+    "ambiguous, no DPB1": "A*02+A*01:01/A*01:02^C*07+C*07:02^B*07:02+B*44:02^DRB1*15:01+DRB1*04:01"
+                          "^DQB1*06:02+DQB1*03:02",
+    "null allele": "A*01:01:01:02N+A*24:02^C*07:01+C*07:02^B*08:01+B*27:05^DRB1*03:01+DRB1*04:01"
+                   "^DQB1*02:01+DQB1*03:02^DPB1*09:01+DPB1*02:01",
+}
+
+
+def _registry(pool, n: int, seed: int, tricky: float = 0.4) -> pl.DataFrame:
+    """Simulated donors, with a share of slots replaced by tricky typings (or blank)."""
+    reg = simulate_registry(n, seed, pool=pool)
+    rng = random.Random(seed)
+    cols = {}
+    for loc, names in _TRICKY.items():
+        for i in (1, 2):
+            c = f"{loc}_{i}"
+            vals = reg[c].to_list()
+            for k in range(n):
+                r = rng.random()
+                if r < tricky:
+                    vals[k] = rng.choice(names)
+                elif r < tricky + 0.05:
+                    vals[k] = None
+            cols[c] = pl.Series(c, vals, dtype=pl.String)
+    return reg.with_columns(**cols)
+
+
+@pytest.mark.parametrize("which", list(PATIENTS))
+def test_fast_facts_equal_pair_facts(ref, pool, which):
+    reg = _registry(pool, 400, 3)
+    patient = person_from_gl("PT", PATIENTS[which], nomenclature=ref.nomenclature, relation="patient", sex="M",
+                             cmv=False, abo="A")
+    layout, _ = registry_layout(reg.columns)
+    reader = RegistryReader(ref, layout)
+    batch = reader.read(reg)
+    rows = np.nonzero(~batch.error)[0]
+    assert len(rows) == reg.height
+    fast = FastFacts(ref, patient, reader.slots).facts(batch, rows, set(FAST_COLUMNS))
+    general = pair_facts(ref, pair_frame(people_frame([patient]), batch.people(rows)), None)
+    for c in FAST_COLUMNS:
+        assert fast[c].dtype == general[c].dtype, c
+        assert fast[c].equals(general[c]), c
+
+
+def _family_file_of(patient_row: dict, donors: pl.DataFrame, path: Path) -> Path:
+    """The patient and the registry donors as one family file ('unrelated' relatives)."""
+    loci = ("A", "C", "B", "DRB1", "DQB1", "DPB1")
+    recs = [patient_row]
+    for d in donors.iter_rows(named=True):
+        rec = {"id": d["donor_id"], "relation": "unrelated", "sex": d["sex"], "age": str(d["age"]),
+               "abo": d["abo"], "cmv": d["cmv"]}
+        for loc in loci:
+            rec[f"{loc}_1"], rec[f"{loc}_2"] = d[f"{loc}_1"], d[f"{loc}_2"]
+        for g in GENES:
+            rec[g] = None if d[g] is None else str(d[g])
+        recs.append(rec)
+    cols = ["id", "relation", "sex", "age", "abo", "cmv", *[f"{loc}_{i}" for loc in loci for i in (1, 2)], *GENES]
+    pl.DataFrame([{c: r.get(c) for c in cols} for r in recs], schema={c: pl.String for c in cols}).write_csv(path)
+    return path
+
+
+def test_search_ranks_as_the_general_path_and_as_rank(ref, pool, tmp_path):
+    reg = simulate_registry(40, 5, pool=pool)
+    # the patient shares alleles with some donors, so that grades differ
+    d0 = reg.row(3, named=True)
+    gl = "^".join(f"{d0[f'{loc}_1']}+{reg.row(7, named=True)[f'{loc}_2']}"
+                  for loc in ("A", "C", "B", "DRB1", "DQB1", "DPB1"))
+    patient = person_from_gl("PT", gl, nomenclature=ref.nomenclature, relation="patient", sex="M", cmv=False,
+                             abo="A", rh="+")
+    path = tmp_path / "reg.parquet"
+    reg.write_parquet(path)
+    fast = search_registry(ref, patient, path, top=reg.height)
+    general = search_registry(ref, patient, path, top=reg.height, force_general=True)
+    assert fast.path == "fast" and general.path == "general"
+    assert [c.id for c in fast.candidates] == [c.id for c in general.candidates]
+    assert [c.summary for c in fast.candidates] == [c.summary for c in general.candidates]
+    assert fast.candidates[0].id in (d0["donor_id"],)  # shares one haplotype's worth of alleles
+    # the same donors as 'unrelated' relatives of a family, ranked by rank with the same rule file
+    prow = {"id": "PT", "relation": "patient", "sex": "M", "age": "30", "abo": "A+", "cmv": "neg"}
+    for loc in ("A", "C", "B", "DRB1", "DQB1", "DPB1"):
+        prow[f"{loc}_1"], prow[f"{loc}_2"] = gl.split("^")[("A", "C", "B", "DRB1", "DQB1", "DPB1").index(loc)].split("+")
+    fam_path = _family_file_of(prow, reg, tmp_path / "family.csv")
+    (fam,), _ = read_family_file(fam_path, ref.nomenclature)
+    ranking = rank_family(ref, fam, rules_path=UNRELATED)
+    assert [c.id for c in ranking.candidates] == [c.id for c in fast.candidates]
+    segregation_cols = {"shared_haplotypes", "hla_class", "class_all_loci", "class_by_descent", "class_partial",
+                        "shared_labels", "class_evidence", "hla_class_reason"}
+    by_id = {c.id: c for c in fast.candidates}
+    for c in ranking.candidates:
+        mine = by_id[c.id]
+        assert (mine.rank, mine.eligible, mine.excluded_by) == (c.rank, c.eligible, c.excluded_by)
+        for k, v in c.facts.items():
+            if k not in segregation_cols and k != "relation":
+                assert _plain(mine.facts.get(k)) == _plain(v), (c.id, k)
+
+
+def test_streaming_search_in_small_batches_gives_the_same_best_donors(ref, pool, tmp_path):
+    reg = _registry(pool, 1500, 11, tricky=0.3)
+    path = tmp_path / "registry.parquet"
+    reg.write_parquet(path)
+    d = reg.row(100, named=True)
+    gl = "^".join(f"{d[f'{loc}_1'] or d[f'{loc}_2'] or 'A*01:01'}+{d[f'{loc}_2'] or d[f'{loc}_1'] or 'A*01:01'}"
+                  for loc in ("A", "C", "B", "DRB1")).replace("A*01:01+", "").replace("+A*01:01", "")
+    patient = person_from_gl("PT", gl, nomenclature=ref.nomenclature, relation="patient", sex="F", cmv=True)
+    seen = []
+    small = search_registry(ref, patient, path, top=15, batch_size=200, progress=lambda r, b: seen.append(b))
+    whole = search_registry(ref, patient, path, top=15, batch_size=10**7)
+    assert small.batches == 8 and seen == list(range(1, 9)) and whole.batches == 1
+    assert [c.id for c in small.candidates] == [c.id for c in whole.candidates]
+    assert small.facts.drop("rank").equals(whole.facts.drop("rank"))
+    # and the best 15 of the whole registry, ranked in one piece by the general path
+    layout, _ = registry_layout(reg.columns)
+    reader = RegistryReader(ref, layout)
+    batch = reader.read(reg)
+    facts = pair_facts(ref, pair_frame(people_frame([patient]), batch.people()), None)
+    rules = registry_rules("unrelated", None, dict(facts.schema))
+    assert evaluate(facts, rules).head(15)["id"].to_list() == [c.id for c in small.candidates]
+    # a CSV registry streams too
+    csv_path = tmp_path / "registry.csv"
+    reg.write_csv(csv_path)
+    from_csv = search_registry(ref, patient, csv_path, top=15, batch_size=500)
+    assert [c.id for c in from_csv.candidates] == [c.id for c in small.candidates]
+
+
+@pytest.mark.slow  # about a minute: run in CI's slow pass
+def test_search_reads_the_three_hla_layouts_alike(ref, pool, tmp_path):
+    """A_1/A_2 columns, one column per locus ('A*01:01+A*02:01'), or one GL column: the same answer."""
+    reg = simulate_registry(150, 3, pool=pool)
+    loci = ("A", "C", "B", "DRB1", "DQB1", "DPB1")
+    slots = [f"{loc}_{i}" for loc in loci for i in (1, 2)]
+    rest = pl.exclude([*slots, "donor_id"])
+    single = reg.select("donor_id", *[(pl.col(f"{x}_1") + "+" + pl.col(f"{x}_2")).alias(x) for x in loci], rest)
+    gl = reg.select("donor_id", pl.concat_str([pl.col(f"{x}_1") + "+" + pl.col(f"{x}_2") for x in loci],
+                                              separator="^").alias("hla"), rest)
+    paths = [tmp_path / "pairs.parquet", tmp_path / "single.parquet", tmp_path / "gl.csv"]
+    reg.write_parquet(paths[0])
+    single.write_parquet(paths[1])
+    gl.write_csv(paths[2])
+    d = reg.row(0, named=True)
+    patient = person_from_gl("PT", "^".join(f"{d[f'{x}_1']}+{d[f'{x}_2']}" for x in loci),
+                             nomenclature=ref.nomenclature, relation="patient")
+    res = [search_registry(ref, patient, p, top=20) for p in paths]
+    assert res[0].candidates[0].id == d["donor_id"]
+    for r in res[1:]:
+        assert [c.id for c in r.candidates] == [c.id for c in res[0].candidates]
+        assert r.facts.equals(res[0].facts)
+
+
+def test_search_rejects_unreadable_rows(ref, pool, tmp_path):
+    reg = simulate_registry(50, 2, pool=pool)
+    reg = reg.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("A*99:99")).otherwise(pl.col("A_1")).alias("A_1"),
+        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("X")).otherwise(pl.col("sex")).alias("sex"),
+        pl.when(pl.int_range(pl.len()) == 8).then(pl.lit(None)).otherwise(pl.col("donor_id")).alias("donor_id"),
+    )
+    path = tmp_path / "reg.parquet"
+    reg.write_parquet(path)
+    patient = person_from_gl("PT", "A*02:01+A*24:02^B*07:02+B*44:02", nomenclature=ref.nomenclature,
+                             relation="patient")
+    res = search_registry(ref, patient, path, top=5)
+    assert (res.rows_in, res.rejected, res.ranked) == (50, 3, 47)
+    assert res.rejects["row"].to_list() == [4, 6, 9]
+    reasons = res.rejects["reason"].to_list()
+    assert "A*99:99" in reasons[0] and "[sex]" in reasons[1] and "empty donor id" in reasons[2]
+
+
+def test_search_command(ref, pool, tmp_path):
+    import json
+
+    reg = simulate_registry(200, 4, pool=pool)
+    path = tmp_path / "donors.parquet"
+    reg.write_parquet(path)
+    d = reg.row(0, named=True)
+    gl = "^".join(f"{d[f'{loc}_1']}+{d[f'{loc}_2']}" for loc in ("A", "C", "B", "DRB1", "DQB1", "DPB1"))
+    out = tmp_path / "best.csv"
+    r = CliRunner().invoke(search_cmd, ["--patient", gl, "--patient-sex", "F", "--patient-cmv", "neg",
+                                        "--patient-kir", "2DL1,2DL3,3DL1,2DS4", "--donors", str(path), "--top", "5",
+                                        "--format", "json", "--out", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["candidates"][0]["id"] == d["donor_id"] and doc["rows_in"] == 200
+    assert "8/8" in doc["candidates"][0]["summary"]
+    assert all(e["source"] for c in doc["candidates"] for e in c["explanation"])
+    assert pl.read_csv(out).height == 5
+    r = CliRunner().invoke(search_cmd, ["--patient", gl, "--donors", str(path), "--top", "3"])
+    assert r.exit_code == 0 and "rows in: 200" in r.output.splitlines()[-1]
+
+
+def test_unrelated_rules_cite_every_rule(ref):
+    import yaml
+
+    doc = yaml.safe_load(Path(UNRELATED).read_text())
+    assert doc["profile"] == "unrelated"
+    for rule in doc["rules"]:
+        assert rule["source"] and rule["evidence"] in ("✔", "◐", "✖"), rule["id"]
+    order = doc["settings"]["criteria_order"]["value"]
+    assert order[:4] == ["hla_8", "hla_10", "dpb1_tce", "hla_12"]
