@@ -10,18 +10,9 @@ from pathlib import Path
 
 import click
 
+from haplomatch.cli import _fail  # one definition of the CLI's error exits
 from haplomatch.errors import HaplomatchError
 
-
-def _fail(e: Exception, code: int = 2):
-    from haplomatch.errors import InputError
-
-    if isinstance(e, InputError):
-        for p in e.problems:
-            click.echo(f"Error: {p}", err=True)
-    else:
-        click.echo(f"Error: {e}", err=True)
-    sys.exit(code)
 
 
 @click.command("report")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from haplomatch.cli import _fail, _load  # one definition of the CLI's error exits
 from haplomatch.errors import HaplomatchError
 
 _REFERENCE = click.option(
@@ -28,25 +29,6 @@ def _cpus() -> int:
 
     return max(1, min(8, os.cpu_count() or 1))
 
-
-def _load(reference_dir: Path | None):
-    from haplomatch.reference import load_reference
-
-    try:
-        return load_reference(reference_dir)
-    except HaplomatchError as e:
-        raise click.ClickException(str(e)) from e
-
-
-def _fail(e: Exception, code: int = 2):
-    from haplomatch.errors import InputError
-
-    if isinstance(e, InputError):
-        for p in e.problems:
-            click.echo(f"Error: {p}", err=True)
-    else:
-        click.echo(f"Error: {e}", err=True)
-    sys.exit(code)
 
 
 def _nomenclature(ref, mac_table: Path | None):
