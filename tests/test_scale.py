@@ -386,7 +386,6 @@ def test_streaming_search_in_small_batches_gives_the_same_best_donors(ref, pool,
     assert [c.id for c in from_csv.candidates] == [c.id for c in small.candidates]
 
 
-@pytest.mark.slow  # about a minute: run in CI's slow pass
 def test_search_reads_the_three_hla_layouts_alike(ref, pool, tmp_path):
     """A_1/A_2 columns, one column per locus ('A*01:01+A*02:01'), or one GL column: the same answer."""
     reg = simulate_registry(150, 3, pool=pool)

@@ -7,9 +7,10 @@ the exclusion rules that fired (``excluded_by``), the one-line ``summary`` and t
 
 How the work is split
     Reading (``familyfile.read_family_file``, every problem located) and segregation
-    (``segregation.segregate``) run per family: a loop over families. Pair facts and ranking run once over
-    the pairs of *all* families: one pair table (``persons.pair_frame`` on ``family_id``), one
-    ``pairfacts.pair_facts`` call, one ``ranking.evaluate`` sort; the rank within each family is the position
+    (``segregation.segregate``) run per family: a loop over families (``workers`` processes for the
+    segregation). Pair facts and ranking run once over the pairs of many families (``chunk``, default 5,000,
+    bounds the memory of the wide pair-facts table): one pair table (``persons.pair_frame`` on ``family_id``),
+    one ``pairfacts.pair_facts`` call, one ``ranking.evaluate`` sort; the rank within each family is the position
     in that global order, taken per family by a stable sort on the family (``evaluate``'s order is total
     inside a family: candidate id is the last key). ``excluded_by`` and ``summary`` are polars expressions
     over the rule columns, equal to what ``ranking.explain`` / ``ranking.summary`` give one candidate at a time.

@@ -499,12 +499,15 @@ class RegistryReader:
         from haplomatch.persons import slot_strings
 
         def parse(values: list):
-            out = []
+            parsed = []
             for v in values:
                 t, probs = parse_cell(None if v is None else str(v), locus, missing_second=self.missing_second)
-                errs = [p.message for p in probs if p.severity == "error"]
-                i1, i2 = self.slots.ids(list(slot_strings(t)))
-                errs += [e for e in (self.slots.error[i1], self.slots.error[i2]) if e]
+                parsed.append((slot_strings(t), [p.message for p in probs if p.severity == "error"]))
+            self.slots.ids([x for pair, _ in parsed for x in pair])  # one slot-table update for all
+            out = []
+            for (s1, s2), errs in parsed:
+                i1, i2 = self.slots.ids([s1, s2])
+                errs = errs + [e for e in (self.slots.error[i1], self.slots.error[i2]) if e]
                 out.append(((i1, i2), "; ".join(dict.fromkeys(errs)) or None))
             return out
         return parse
@@ -514,19 +517,21 @@ class RegistryReader:
         from haplomatch.persons import slot_strings
 
         def parse(values: list):
-            out = []
+            parsed = []
             for v in values:
-                per: dict[str, tuple[int, int]] = {}
+                per: dict[str, tuple[str | None, str | None]] = {}
                 errs: list[str] = []
                 if v is not None and str(v).strip():
                     typed, probs = from_gl_text(str(v), missing_second=self.missing_second)
                     errs += [p.message for p in probs if p.severity == "error"]
-                    for loc, t in typed.items():
-                        if loc in CORE_LOCI:
-                            i1, i2 = self.slots.ids(list(slot_strings(t)))
-                            per[loc] = (i1, i2)
-                            errs += [e for e in (self.slots.error[i1], self.slots.error[i2]) if e]
-                out.append((per, "; ".join(dict.fromkeys(errs)) or None))
+                    per = {loc: slot_strings(t) for loc, t in typed.items() if loc in CORE_LOCI}
+                parsed.append((per, errs))
+            self.slots.ids([x for per, _ in parsed for pair in per.values() for x in pair])
+            out = []
+            for per, errs in parsed:
+                ids = {loc: tuple(self.slots.ids(list(pair))) for loc, pair in per.items()}
+                errs = errs + [self.slots.error[i] for pair in ids.values() for i in pair if self.slots.error[i]]
+                out.append((ids, "; ".join(dict.fromkeys(errs)) or None))
             return out
         return parse
 
