@@ -209,3 +209,33 @@ def test_bw_rule83_disagreements_are_few(alleles):
     b = alleles.filter((pl.col("locus") == "B") & pl.col("surface"))
     dis = b.filter(pl.col("bw_rule83_agrees") == False)  # noqa: E712
     assert 0 < dis.height < 100
+
+
+def test_a_cache_built_by_other_code_is_not_reused(ref, monkeypatch):
+    """The cache key carries a digest of the deriving code: an older haplomatch's facts are never read."""
+    from haplomatch.reference import cache
+
+    assert cache.is_built(ref.release)
+    assert cache.CODE_DIGEST in cache.cache_dir(ref.release).name
+    monkeypatch.setattr(cache, "CODE_DIGEST", "0000000000")
+    assert not cache.is_built(ref.release)
+
+
+def test_a_changed_release_file_is_read_again(tmp_path):
+    """open_release remembers a folder's checksum only while its files keep their size and time."""
+    import os
+    import shutil
+
+    from haplomatch.reference.release import REQUIRED_FILES, open_release, shipped_root
+
+    for rel in REQUIRED_FILES:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shipped_root() / rel, tmp_path / rel)
+    first = open_release(tmp_path)
+    assert open_release(tmp_path) is first
+    with (tmp_path / "imgthla/tce/dpb_tce.csv").open("a") as fh:
+        fh.write("\n")
+    os.utime(tmp_path / "imgthla/tce/dpb_tce.csv", ns=(1, 1))
+    again = open_release(tmp_path)
+    assert again.checksum != first.checksum
+    assert (again.imgthla, again.ipdkir) == ("3.58.0", "2.13.0")

@@ -18,8 +18,25 @@ import polars as pl
 
 from haplomatch.reference.release import Release
 
-#: Bumped whenever the derivation changes, so old caches are not reused.
+#: Bumped when the table layout changes on purpose.
 SCHEMA_VERSION = 1
+#: The modules whose code derives the cached tables: their text is part of the cache key, so a cache built
+#: by other code (an older haplomatch, a local edit) is never reused, even when nobody bumped SCHEMA_VERSION.
+DERIVING_MODULES = ("files.py", "names.py", "numbering.py", "facts.py", "cache.py")
+
+
+def _code_digest() -> str:
+    import hashlib
+
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for name in DERIVING_MODULES:
+        h.update(name.encode())
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:10]
+
+
+CODE_DIGEST = _code_digest()
 TABLES = ("alleles", "deleted", "kir_alleles", "ser_ser")
 
 
@@ -38,7 +55,7 @@ def cache_root() -> Path:
 
 
 def cache_dir(release: Release) -> Path:
-    return cache_root() / f"{release.key}_v{SCHEMA_VERSION}"
+    return cache_root() / f"{release.key}_v{SCHEMA_VERSION}-{CODE_DIGEST}"
 
 
 def is_built(release: Release) -> bool:
@@ -60,6 +77,7 @@ def write(release: Release, tables: dict[str, pl.DataFrame], seconds: float) -> 
             "checksum": release.checksum,
             "source": str(release.root),
             "schema": SCHEMA_VERSION,
+            "code": CODE_DIGEST,
             "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "build_seconds": round(seconds, 2),
             "rows": {k: v.height for k, v in tables.items()},
