@@ -255,9 +255,14 @@ def read_family_file(
         return [], problems
     people: list[Person] = []
     clean: set[int] = set()
+    kir_release = None
+    if cmap.kir_genes or "kir" in cmap.attributes:
+        from haplomatch.kir import _release_list
+
+        kir_release = _release_list()
     for row in table.iter_rows(named=True):
         i = row[ROW]
-        person, row_problems = _read_person(row, i, fname, cmap, nomenclature, settings)
+        person, row_problems = _read_person(row, i, fname, cmap, nomenclature, settings, kir_release)
         problems += row_problems
         people.append(person)
         if not any(p.severity == "error" for p in row_problems):
@@ -280,7 +285,8 @@ def read_family_file(
     return families, problems
 
 
-def _read_person(row: dict, i: int, fname: str, cmap: ColumnMap, nom: Nomenclature, settings: Settings):
+def _read_person(row: dict, i: int, fname: str, cmap: ColumnMap, nom: Nomenclature, settings: Settings,
+                 kir_release=None):
     problems: list[Problem] = []
     a = cmap.attributes
 
@@ -390,7 +396,7 @@ def _read_person(row: dict, i: int, fname: str, cmap: ColumnMap, nom: Nomenclatu
     kir = None
     kir_cells = {col: row.get(col) for col in cmap.kir_genes}
     if kir_cells or cell("kir"):
-        kir, p = _read_kir(kir_cells, cell("kir"), fname, i, a.get("kir"))
+        kir, p = _read_kir(kir_cells, cell("kir"), fname, i, a.get("kir"), kir_release)
         problems += p
     return Person(
         id=pid, relation=relation or "unrelated", family_id=cell("family_id") or None,
@@ -405,7 +411,7 @@ def _parent_id(v: str) -> str | None:
     return None if v in ("", "0", "-", ".") else v
 
 
-def _read_kir(cells: dict[str, str | None], whole: str, fname: str, row: int, whole_col: str | None):
+def _read_kir(cells: dict[str, str | None], whole: str, fname: str, row: int, whole_col: str | None, release=None):
     """KIR from gene columns or one typing cell; the kir module reads the values."""
     from haplomatch import kir as kirmod
 
@@ -413,10 +419,10 @@ def _read_kir(cells: dict[str, str | None], whole: str, fname: str, row: int, wh
     try:
         if cells:
             values = {c: ("" if v is None else str(v)) for c, v in cells.items()}
-            return kirmod.from_columns(values, source={"file": fname, "row": row}), problems
+            return kirmod.from_columns(values, source={"file": fname, "row": row}, release=release), problems
         src = {"file": fname, "row": row, "column": whole_col}
         if "*" in whole or "#" in whole:
-            return kirmod.parse_gl(whole, source=src), problems
+            return kirmod.parse_gl(whole, source=src, release=release), problems
         return kirmod.parse_gene_list(whole, source=src), problems
     except InputError as e:
         return None, list(e.problems)

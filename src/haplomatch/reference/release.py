@@ -87,10 +87,16 @@ def open_release(root: str | os.PathLike[str] | None = None) -> Release:
             f"release folder {root} lacks {', '.join(missing)}; it must have the layout of the "
             "IPD-IMGT/HLA and IPD-KIR repositories under imgthla/ and ipdkir/"
         )
+    stats = tuple((rel, (root / rel).stat()) for rel in REQUIRED_FILES)
+    # Callers open the release once per lookup (load_reference); reading the files again is only needed
+    # when one of them changed, which size and modification time tell.
+    signature = (root, tuple((rel, st.st_size, st.st_mtime_ns, st.st_ino) for rel, st in stats))
+    hit = _OPENED.get(root)
+    if hit is not None and hit[0] == signature:
+        return hit[1]
     digest = hashlib.sha256()
-    for rel in REQUIRED_FILES:
+    for rel, st in stats:
         p = root / rel
-        st = p.stat()
         # size + first and last 64 KiB: cheap, and changes whenever a release changes a file.
         digest.update(rel.encode())
         digest.update(str(st.st_size).encode())
@@ -99,9 +105,15 @@ def open_release(root: str | os.PathLike[str] | None = None) -> Release:
             if st.st_size > 65536:
                 fh.seek(max(st.st_size - 65536, 65536))
                 digest.update(fh.read())
-    return Release(
+    release = Release(
         root=root,
         imgthla=_read_version(root / "imgthla/release_version.txt"),
         ipdkir=_read_version(root / "ipdkir/release_version.txt"),
         checksum=digest.hexdigest(),
     )
+    _OPENED[root] = (signature, release)
+    return release
+
+
+#: root → (stat signature of the required files, the Release read from them)
+_OPENED: dict[Path, tuple[tuple, Release]] = {}
