@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -255,14 +255,10 @@ def read_family_file(
         return [], problems
     people: list[Person] = []
     clean: set[int] = set()
-    kir_release = None
-    if cmap.kir_genes or "kir" in cmap.attributes:
-        from haplomatch.kir import _release_list
-
-        kir_release = _release_list()
+    memo = _CellMemo(nomenclature, with_kir=bool(cmap.kir_genes or "kir" in cmap.attributes))
     for row in table.iter_rows(named=True):
         i = row[ROW]
-        person, row_problems = _read_person(row, i, fname, cmap, nomenclature, settings, kir_release)
+        person, row_problems = _read_person(row, i, fname, cmap, memo, settings)
         problems += row_problems
         people.append(person)
         if not any(p.severity == "error" for p in row_problems):
@@ -285,8 +281,7 @@ def read_family_file(
     return families, problems
 
 
-def _read_person(row: dict, i: int, fname: str, cmap: ColumnMap, nom: Nomenclature, settings: Settings,
-                 kir_release=None):
+def _read_person(row: dict, i: int, fname: str, cmap: ColumnMap, memo: "_CellMemo", settings: Settings):
     problems: list[Problem] = []
     a = cmap.attributes
 
@@ -363,41 +358,36 @@ def _read_person(row: dict, i: int, fname: str, cmap: ColumnMap, nom: Nomenclatu
             parity = int(n)
     hla = {}
     if cell("hla"):
-        from haplomatch.hlatyping import from_gl_text
-
         src = {"file": fname, "row": i, "column": a["hla"]}
-        typed, p = from_gl_text(cell("hla"), missing_second=settings.missing_second, source=src)
-        problems += p
+        typed, p = memo.gl(cell("hla"), a["hla"], settings)
+        problems += _located(p, fname, i)
         for locus, t in typed.items():
             if locus not in HLA_LOCI:
                 problems.append(Problem(f"locus {locus} is not used for donor choice; ignored", severity="warning",
                                         value=cell("hla"), **src))
                 continue
-            problems += check_names(t, nom, src)
             hla[locus] = t
     for locus in HLA_LOCI:
         if locus in cmap.hla_single:
             col = cmap.hla_single[locus]
-            src = {"file": fname, "row": i, "column": col}
-            t, p = parse_cell(row.get(col), locus, missing_second=settings.missing_second, source=src)
+            t, p = memo.cell(locus, col, row.get(col), None, settings)
         elif locus in cmap.hla_pair:
             c1, c2 = cmap.hla_pair[locus]
-            src = {"file": fname, "row": i, "column": f"{c1}/{c2}"}
-            t, p = parse_cell(row.get(c1), locus, second=row.get(c2) or "", missing_second=settings.missing_second,
-                              source=src)
+            col = f"{c1}/{c2}"
+            t, p = memo.cell(locus, col, row.get(c1), row.get(c2) or "", settings)
         else:
             continue
-        problems += p
+        problems += _located(p, fname, i)
         if t is not None and locus in hla:
-            problems.append(Problem(f"locus {locus} is given both in the GL string and in its own column", **src))
+            problems.append(Problem(f"locus {locus} is given both in the GL string and in its own column",
+                                    file=fname, row=i, column=col))
         elif t is not None:
-            problems += check_names(t, nom, src)
             hla[locus] = t
     kir = None
     kir_cells = {col: row.get(col) for col in cmap.kir_genes}
     if kir_cells or cell("kir"):
-        kir, p = _read_kir(kir_cells, cell("kir"), fname, i, a.get("kir"), kir_release)
-        problems += p
+        kir, p = memo.kir(kir_cells, cell("kir"), a.get("kir"))
+        problems += _located(p, fname, i)
     return Person(
         id=pid, relation=relation or "unrelated", family_id=cell("family_id") or None,
         father_id=_parent_id(cell("father_id")), mother_id=_parent_id(cell("mother_id")), sex=sex, age=age,
@@ -411,7 +401,60 @@ def _parent_id(v: str) -> str | None:
     return None if v in ("", "0", "-", ".") else v
 
 
-def _read_kir(cells: dict[str, str | None], whole: str, fname: str, row: int, whole_col: str | None, release=None):
+def _located(problems: list[Problem], fname: str, row: int) -> list[Problem]:
+    """Problems found for a cell value, placed at the row that holds it."""
+    return [replace(p, file=fname, row=row) for p in problems] if problems else []
+
+
+class _CellMemo:
+    """What one file's cell values read as, computed once per distinct value: a family file repeats the
+    same typings (parents and children share alleles; KIR gene-content patterns are few). The values are
+    immutable; problems are kept without file and row, which ``_located`` adds for each row."""
+
+    def __init__(self, nomenclature: Nomenclature, with_kir: bool) -> None:
+        self.nom = nomenclature
+        self._hla: dict[tuple, tuple] = {}
+        self._kir: dict[tuple, tuple] = {}
+        self.kir_release = None
+        if with_kir:
+            from haplomatch.kir import _release_list
+
+            self.kir_release = _release_list()
+
+    def cell(self, locus: str, column: str, value, second, settings: Settings):
+        key = (locus, column, value, second, settings.missing_second)
+        hit = self._hla.get(key)
+        if hit is None:
+            src = {"column": column}
+            t, p = parse_cell(value, locus, second=second, missing_second=settings.missing_second, source=src)
+            if t is not None:
+                p = p + check_names(t, self.nom, src)
+            hit = self._hla[key] = (t, p)
+        return hit
+
+    def gl(self, text: str, column: str, settings: Settings):
+        key = ("\x00gl", column, text, None, settings.missing_second)
+        hit = self._hla.get(key)
+        if hit is None:
+            from haplomatch.hlatyping import from_gl_text
+
+            src = {"column": column}
+            typed, p = from_gl_text(text, missing_second=settings.missing_second, source=src)
+            for locus, t in typed.items():
+                if locus in HLA_LOCI:
+                    p = p + check_names(t, self.nom, src)
+            hit = self._hla[key] = (typed, p)
+        return hit
+
+    def kir(self, cells: dict[str, str | None], whole: str, whole_col: str | None):
+        key = (tuple(cells.items()), whole)
+        hit = self._kir.get(key)
+        if hit is None:
+            hit = self._kir[key] = _read_kir(cells, whole, whole_col, self.kir_release)
+        return hit
+
+
+def _read_kir(cells: dict[str, str | None], whole: str, whole_col: str | None, release=None):
     """KIR from gene columns or one typing cell; the kir module reads the values."""
     from haplomatch import kir as kirmod
 
@@ -419,8 +462,8 @@ def _read_kir(cells: dict[str, str | None], whole: str, fname: str, row: int, wh
     try:
         if cells:
             values = {c: ("" if v is None else str(v)) for c, v in cells.items()}
-            return kirmod.from_columns(values, source={"file": fname, "row": row}, release=release), problems
-        src = {"file": fname, "row": row, "column": whole_col}
+            return kirmod.from_columns(values, release=release), problems
+        src = {"column": whole_col}
         if "*" in whole or "#" in whole:
             return kirmod.parse_gl(whole, source=src, release=release), problems
         return kirmod.parse_gene_list(whole, source=src), problems

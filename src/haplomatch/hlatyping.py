@@ -9,6 +9,7 @@ locus column, serology, XX, G/P, MAC codes, ``HLA-`` prefixes, and one allele pe
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,7 +57,9 @@ class LocusTyping:
         return "|".join(f"{slot(a)}+{slot(b)}" for a, b in self.genotypes)
 
 
+@lru_cache(maxsize=1 << 16)
 def _slot(text: str, locus: str) -> Slot:
+    """One slot's names, normalised (remembered: the same few thousand names recur across a batch)."""
     return tuple(normalise(x, locus) for x in text.split("/") if x.strip())
 
 

@@ -131,6 +131,10 @@ class Resolution:
     warnings: tuple[str, ...] = ()
 
 
+#: At most this many resolutions are remembered (a few hundred bytes each).
+_RESOLVED_MAX = 1_000_000
+
+
 class Nomenclature:
     """Resolves typings against one release's allele table (see ``Reference.alleles``)."""
 
@@ -144,6 +148,7 @@ class Nomenclature:
         self._deleted = {a: (d, r) for a, d, r in deleted.select("allele", "description", "renamed_to").iter_rows()}
         self._children = _antigen_children(ser_ser)
         self.loci = frozenset(alleles["locus"].unique().to_list())
+        self._resolved: dict[tuple[str, str | None], "Resolution | UnknownAlleleError"] = {}
 
     def with_mac(self, mac: dict[str, tuple[str, ...]]) -> "Nomenclature":
         """The same release, with the user's NMDP MAC table (see ``haplomatch.mac``)."""
@@ -298,10 +303,24 @@ class Nomenclature:
     # -- public -------------------------------------------------------------------------------------
     @lru_cache(maxsize=65536)  # noqa: B019
     def resolve_one(self, text: str, locus: str | None = None) -> Resolution:
-        """The alleles one typing can be. Raises UnknownAlleleError when it names nothing."""
-        t = parse(text, locus)
-        alleles, warnings = self._expand(t)
-        return Resolution(t, tuple(alleles), tuple(warnings))
+        """The alleles one typing can be. Raises UnknownAlleleError when it names nothing.
+
+        Remembered per (text, locus): a batch of families names the same alleles again and again, and a
+        Resolution (or the reason a name is unknown) never changes for one release and MAC table."""
+        key = (text, locus)
+        hit = self._resolved.get(key)
+        if hit is None:
+            try:
+                t = parse(text, locus)
+                alleles, warnings = self._expand(t)
+                hit = Resolution(t, tuple(alleles), tuple(warnings))
+            except UnknownAlleleError as e:
+                hit = e
+            if len(self._resolved) < _RESOLVED_MAX:
+                self._resolved[key] = hit
+        if isinstance(hit, UnknownAlleleError):  # a fresh error each time: no traceback piles up
+            raise UnknownAlleleError(hit.name, hit.suggestions, hit.reason)
+        return hit
 
     def resolve(self, typings: Iterable[str] | pl.Series, locus: str | None = None, *, strict: bool = True) -> "Resolved":
         """Vectorised resolution of many typings.
