@@ -47,6 +47,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from haplomatch.errors import InputError, Problem
@@ -184,6 +185,7 @@ class KirGenotype(Mapping):
 # ---------------------------------------------------------------------------------------- gene names
 
 
+@lru_cache(maxsize=4096)
 def canonical_gene(name: str) -> str | None:
     """A gene or column name in any usual spelling → its key in :data:`COLUMN_KEYS`, else None.
 

@@ -38,13 +38,17 @@ class FactSettings:
 
 def segregation_frame(family: Family, seg: Segregation) -> pl.DataFrame:
     """Each relative's sharing with the patient, as rows keyed by ``id``."""
-    rows = [{
-        "family_id": family.id, "id": r.id, "shared_haplotypes": r.shared, "hla_class": r.klass,
+    return pl.DataFrame(segregation_rows(family.id, seg), schema=SEGREGATION_SCHEMA)
+
+
+def segregation_rows(family_id: str | None, seg: Segregation) -> list[dict]:
+    """The rows of :func:`segregation_frame` (a batch makes one frame of many families' rows)."""
+    return [{
+        "family_id": family_id, "id": r.id, "shared_haplotypes": r.shared, "hla_class": r.klass,
         "class_all_loci": r.all_loci, "class_by_descent": r.by_descent, "class_partial": r.partial,
         "shared_labels": ",".join(r.shared_haplotypes) or None, "class_evidence": r.evidence,
         "class_loci_typed": ",".join(r.loci_typed) or None,
     } for r in seg.relationships]
-    return pl.DataFrame(rows, schema=SEGREGATION_SCHEMA)
 
 
 def family_pairs(family: Family) -> pl.DataFrame:

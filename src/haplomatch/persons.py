@@ -9,6 +9,7 @@ The same table shape serves one family on the command line and a million registr
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterable
 
 import polars as pl
@@ -37,8 +38,10 @@ def schema() -> dict[str, pl.DataType]:
     return out
 
 
+@lru_cache(maxsize=1 << 16)
 def slot_strings(t: LocusTyping | None) -> tuple[str | None, str | None]:
-    """The two slots of a locus typing as strings ('/'-joined possibilities), None when open."""
+    """The two slots of a locus typing as strings ('/'-joined possibilities), None when open.
+    (Remembered: typings are immutable, and a batch repeats them.)"""
     if t is None:
         return None, None
     out = []
@@ -69,7 +72,14 @@ def person_record(p: Person) -> dict:
     rec: dict = {k: getattr(p, k) for k in ATTRIBUTES}
     for locus in HLA_LOCI:
         rec[f"{locus}_1"], rec[f"{locus}_2"] = slot_strings(p.hla.get(locus))
-    kir = p.kir
+    rec.update(_kir_record(p.kir))
+    return rec
+
+
+@lru_cache(maxsize=4096)
+def _kir_record(kir: KirGenotype | None) -> dict:
+    """The KIR columns of one genotype (remembered: gene-content patterns are few)."""
+    rec: dict = {}
     for g, col in zip(GENES, KIR_GENE_COLUMNS):
         rec[col] = kir.present(g) if kir is not None else None
     rec["kir_2DS4FL"] = kir.kir2ds4_full_length if kir else None

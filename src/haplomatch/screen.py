@@ -255,8 +255,8 @@ def _reject_rows(out: list[dict], fname: str, rows: Iterable[int], fid: str | No
 
 
 def _seg_one(family, nomenclature, settings, reject_conflicts: bool):
-    """Segregate one family: (segregation frame, warnings) or (None, problems)."""
-    from haplomatch.pairfacts import segregation_frame
+    """Segregate one family: (segregation rows, warnings) or (None, problems)."""
+    from haplomatch.pairfacts import segregation_rows
     from haplomatch.segregation import segregate
 
     try:
@@ -271,7 +271,7 @@ def _seg_one(family, nomenclature, settings, reject_conflicts: bool):
         return None, [Problem("Mendelian conflict: " + text, column=",".join(c.loci) or None)
                       for c, text in zip(seg.conflicts, conflicts)]
     warns = conflicts + [r.text for r in seg.recombinants] + list(seg.notes)
-    return segregation_frame(family, seg), warns
+    return segregation_rows(None, seg), warns
 
 
 _CHUNK = 250
@@ -403,7 +403,9 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
             families_rejected += 1
         else:
             fkey = f"{key[0]}\x1f{key[1] or ''}"
-            seg_by_family[fkey] = frame.with_columns(pl.lit(fkey).alias("family_id"))
+            for r in frame:
+                r["family_id"] = fkey
+            seg_by_family[fkey] = frame
             fam_warnings[fkey] = "; ".join(dict.fromkeys(extra + fr.warnings.get(fam.id, []))) or None
             screened.append((fkey, fr, fam))
     lap("segregation")
@@ -436,8 +438,7 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
             pl.Series("__file", files, dtype=pl.String), pl.Series("__fid", fids, dtype=pl.String))
         pairs = pair_frame(people.filter(pl.col("relation") == "patient"),
                            people.filter(pl.col("relation") != "patient"), on="family_id").sort("donor___ord")
-        seg = pl.concat([seg_by_family[k] for k in dict.fromkeys(fkeys)],
-                        how="vertical_relaxed").cast(SEGREGATION_SCHEMA)
+        seg = pl.DataFrame([r for k in dict.fromkeys(fkeys) for r in seg_by_family[k]], schema=SEGREGATION_SCHEMA)
         lap("tables")
         if pairs.height == 0:
             continue
