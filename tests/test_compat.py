@@ -182,6 +182,26 @@ def test_ranges_equal_brute_force_over_all_combinations(cases, count):
             assert (row[f"{k}_min"], row[f"{k}_max"]) == (lo[k], hi[k]), (row, k)
 
 
+@pytest.mark.parametrize("count", [1, 2])
+def test_unambiguous_rows_counted_directly_equal_brute_force(count):
+    """Every assignment of single keys to the four slots (the direct count of unambiguous typings), with
+    and without a null-allele tie, against enumeration; mixed with ambiguous rows, order is kept."""
+    rows, cases = [], []
+    for p1, p2, d1, d2 in itertools.product("uvwx", repeat=4):
+        for tp, td in ((False, False), (p1 == p2, False), (False, d1 == d2)):
+            cases.append(([p1], [p2], [d1], [d2], tp, td))
+            cases.append(([p1, "y"], [p2], [d1], [d2], tp, td))  # an ambiguous row between them
+    for p1, p2, d1, d2, tp, td in cases:
+        rows.append({"k_p1": p1, "k_p2": p2, "k_d1": d1, "k_d2": d2, "tie_p": tp, "tie_d": td})
+    q = _count_ranges(pl.DataFrame(rows), "", count)
+    assert q.height == len(cases)
+    for row, (p1, p2, d1, d2, tp, td) in zip(q.iter_rows(named=True), cases):
+        assert [row["k_p1"], row["k_p2"], row["k_d1"], row["k_d2"]] == [p1, p2, d1, d2]
+        lo, hi = _brute([p1, p2, d1, d2], tp, td, count)
+        for k in ("gvh", "hvg", "bi"):
+            assert (row[f"{k}_min"], row[f"{k}_max"]) == (lo[k], hi[k]), (row, k)
+
+
 # --------------------------------------------------------------------------------------------------
 # Match grades and the vectorised path
 # --------------------------------------------------------------------------------------------------

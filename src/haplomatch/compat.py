@@ -252,7 +252,44 @@ def _mask_name(mask: int) -> str:
 
 def _count_ranges(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.DataFrame:
     """Add ``{prefix}gvh_min`` … ``{prefix}bi_max`` to ``q``, which has list columns ``k_p1`` … ``k_d2``
-    (possible keys, non-null) and booleans ``tie_p`` / ``tie_d`` (the two slots are one allele)."""
+    (possible keys, non-null) and booleans ``tie_p`` / ``tie_d`` (the two slots are one allele).
+
+    Rows whose four slots each have exactly one possible key (an unambiguous typing: the usual case) have
+    one equality pattern, counted directly; the others go through the exact range search."""
+    one = pl.all_horizontal(pl.col(f"k_{s}").list.len() == 1 for s in _SLOTS)
+    k = {s: pl.col(f"k_{s}").list.first() for s in _SLOTS}
+    one = one & (~pl.col("tie_p") | (k["p1"] == k["p2"])) & (~pl.col("tie_d") | (k["d1"] == k["d2"]))
+    q = q.with_row_index("_row")
+    is_one = q.select(one.fill_null(False)).to_series()
+    simple, hard = q.filter(is_one), q.filter(~is_one)
+    parts = [_count_single(simple, prefix, homozygous_count)] if simple.height else []
+    if hard.height or not parts:
+        parts.append(_count_search(hard, prefix, homozygous_count))
+    return pl.concat(parts).sort("_row").drop("_row")
+
+
+def _count_single(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.DataFrame:
+    """Counts for rows of one key per slot: slots not found on the other side (once per distinct key when a
+    homozygous mismatch counts once)."""
+    k = {s: pl.col(f"k_{s}").list.first() for s in _SLOTS}
+
+    def missing(a: str, b: str, other: tuple[str, str]) -> pl.Expr:
+        first = ((k[a] != k[other[0]]) & (k[a] != k[other[1]])).cast(pl.Int8)
+        second = ((k[b] != k[other[0]]) & (k[b] != k[other[1]]))
+        if homozygous_count != 2:
+            second = second & (k[b] != k[a])
+        return first + second.cast(pl.Int8)
+
+    gvh = missing("p1", "p2", ("d1", "d2"))
+    hvg = missing("d1", "d2", ("p1", "p2"))
+    vals = {"gvh": gvh, "hvg": hvg, "bi": pl.max_horizontal(gvh, hvg)}
+    return q.with_columns(
+        e.alias(f"{prefix}{d}_{m}") for d in DIRECTIONS for m in ("min", "max") for e in [vals[d]]
+    )
+
+
+def _count_search(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.DataFrame:
+    """The exact ranges over every equality pattern the key sets allow (Hall's condition)."""
     # 1. the key sets shared by every subset of slots
     inter: dict[int, pl.Expr] = {}
     for mask in range(1, 16):
