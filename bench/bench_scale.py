@@ -47,6 +47,8 @@ def child_search(registry: str, top: int, batch: int) -> dict:
     from haplomatch.persons import person_from_gl
     from haplomatch.reference import load_reference
     from haplomatch.search import search_registry
+    # the modules the search imports on first use (imports are not timed, as the docstring says)
+    import haplomatch.familyfile, haplomatch.kirscores, haplomatch.pairfacts, haplomatch.ranking  # noqa: E401, F401
 
     t0 = time.perf_counter()
     ref = load_reference()
@@ -183,6 +185,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, help="pairs in the per-pair baseline (default 200; --quick 30)")
     ap.add_argument("--data-dir", type=Path, help="keep the generated data here (reused when present)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the segregation loop")
+    ap.add_argument("--only", choices=("search", "screen"), help="run one part only: (a) search, or (b)+(c) screen")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -204,12 +207,14 @@ def main() -> None:
     if not registry.exists():
         subprocess.run([sys.executable, "-m", "haplomatch.cli_simulate", "registry", "--n", str(n_donors),
                         "--seed", "1", "--out", str(registry)], check=True, capture_output=True)
-    if not families.exists():
+    if not families.exists() and a.only != "search":
         subprocess.run([sys.executable, "-m", "haplomatch.cli_simulate", "families", "--n", str(n_fam), "--seed", "1",
                         "--out", str(families), "--recombination-rate", "0.02", "--homozygous-rate", "0.05",
                         "--missing-parents", "one", "--missing-rate", "0.2"], check=True, capture_output=True)
     print(f"data: {data} (generated or reused in {time.perf_counter() - t:.1f} s)\n")
 
+    if a.only == "screen":
+        return main_screen(a, families, registry, sample, None)
     s = run_child("search", registry, 10, a.batch)
     tm = s["timings"]
     steady = s["rows"] / max(tm.get("read", 0) + tm.get("cells", 0) + tm.get("facts", 0) + tm.get("select", 0), 1e-9)
@@ -221,7 +226,12 @@ def main() -> None:
           + f"; reference load and patient {s['setup_seconds']:.2f} s (not counted)")
     print(f"    all phases but 'final' (the full facts and explanations of the best 10): {steady:,.0f} donors/s")
     print(f"    best: {s['best'][0]}\n")
+    if a.only == "search":
+        return
+    main_screen(a, families, registry, sample, s)
 
+
+def main_screen(a, families: Path, registry: Path, sample: int, s: dict | None) -> None:
     sc = run_child("screen", families, a.workers)
     fps = sc["families"] / sc["seconds"]
     print(f"(b) screening {sc['families']:,} families (segregation in {a.workers} process(es)) ({sc['rows_in']:,} rows -> {sc['candidates']:,} candidates, "
@@ -244,6 +254,8 @@ def main() -> None:
     per_pair_screen = sc["seconds"] / max(sc["candidates"], 1)
     print(f"    whole screen (reading, segregation, facts, ranking) per pair: {per_pair_screen * 1e3:.2f} ms = "
           f"{per_loop / per_pair_screen:,.0f}x the facts-only loop")
+    if s is None:
+        return
     br = run_child("baseline_registry", registry, sample, a.batch)
     per_donor_loop = br["loop_seconds"] / br["sample"]
     per_donor_fast = s["seconds"] / s["rows"]

@@ -386,6 +386,69 @@ def test_streaming_search_in_small_batches_gives_the_same_best_donors(ref, pool,
     assert [c.id for c in from_csv.candidates] == [c.id for c in small.candidates]
 
 
+@pytest.mark.parametrize("which", ["typical", "ambiguous, no DPB1"])
+def test_fast_classes_group_donors_with_equal_facts(ref, pool, which):
+    """The classes the search's prefilter computes the prefix on: equal class, equal value (every fast column)."""
+    reg = _registry(pool, 600, 4)
+    patient = person_from_gl("PT", PATIENTS[which], nomenclature=ref.nomenclature, relation="patient", sex="M",
+                             cmv=False, abo="A")
+    layout, _ = registry_layout(reg.columns)
+    reader = RegistryReader(ref, layout)
+    batch = reader.read(reg)
+    rows = np.nonzero(~batch.error)[0]
+    ff = FastFacts(ref, patient, reader.slots)
+    facts = ff.facts(batch, rows, set(FAST_COLUMNS))
+    for c in FAST_COLUMNS:
+        cls = ff.classes(batch, rows, {c})
+        if c == "id":
+            assert cls is None
+            continue
+        _, first, inv = np.unique(cls, return_index=True, return_inverse=True)
+        assert facts[c].gather(first[inv.reshape(-1)]).equals(facts[c]), c
+    # several columns at once: classes are finer than each column's
+    cols = {"grade8_bi_min", "dpb1_tce", "donor_age", "donor_kir_b_content_score", "abo_relation"}
+    cls = ff.classes(batch, rows, cols)
+    _, first, inv = np.unique(cls, return_index=True, return_inverse=True)
+    assert facts.select(sorted(cols))[first[inv.reshape(-1)]].equals(facts.select(sorted(cols)))
+
+
+_ORDER = ["hla_8", "hla_10", "dpb1_tce", "hla_12", "donor_age", "donor_sex", "cmv", "abo", "kir_b_content"]
+
+
+@pytest.mark.parametrize("first", ["hla_8", "dpb1_tce", "donor_age", "kir_b_content", "abo"])
+def test_search_prefilter_keeps_the_best_of_the_general_path(ref, pool, tmp_path, first):
+    """The search drops donors per class before computing their facts: its best N (and their facts) are the
+    best N of the general pair facts of the whole registry ranked in one piece, whatever the first criterion;
+    with ambiguous and blank typings, an exclusion (availability) and rejected rows."""
+    reg = _registry(pool, 3000, 21, tricky=0.3)
+    rng = random.Random(5)
+    reg = reg.with_columns(
+        pl.Series("available", [rng.choice(["yes", "no", None, "yes", "yes"]) for _ in range(reg.height)]),
+        pl.when(pl.int_range(pl.len()) % 97 == 5).then(pl.lit("A*99:99")).otherwise(pl.col("A_1")).alias("A_1"),
+    )
+    path = tmp_path / "reg.parquet"
+    reg.write_parquet(path)
+    d = reg.row(100, named=True)
+    loci = ("A", "C", "B", "DRB1", "DQB1", "DPB1")
+    typical = dict(zip(loci, PATIENTS["typical"].split("^")))
+    gl = "^".join(f"{d[f'{loc}_1'] or typical[loc].split('+')[0]}+{typical[loc].split('+')[1]}" for loc in loci)
+    patient = person_from_gl("PT", gl, nomenclature=ref.nomenclature, relation="patient", sex="F", cmv=False,
+                             abo="A", rh="+")
+    order = [first] + [c for c in _ORDER if c != first]
+    res = search_registry(ref, patient, path, top=25, batch_size=700, overrides={"criteria_order": order})
+    assert res.path == "fast"
+    layout, _ = registry_layout(reg.columns)
+    batch = RegistryReader(ref, layout).read(reg)
+    rows = np.nonzero(~batch.error)[0]
+    assert (res.rows_in, res.rejected, res.ranked) == (reg.height, reg.height - len(rows), len(rows))
+    facts = pair_facts(ref, pair_frame(people_frame([patient]), batch.people(rows)), None)
+    rules = registry_rules("unrelated", None, dict(facts.schema), {"criteria_order": order})
+    best = evaluate(facts, rules).head(25)
+    assert best["id"].to_list() == [c.id for c in res.candidates]
+    cols = [c for c in FAST_COLUMNS if c in res.facts.columns and c != "relation"]
+    assert res.facts.select(cols).equals(best.select(cols))
+
+
 def test_search_reads_the_three_hla_layouts_alike(ref, pool, tmp_path):
     """A_1/A_2 columns, one column per locus ('A*01:01+A*02:01'), or one GL column: the same answer."""
     reg = simulate_registry(150, 3, pool=pool)

@@ -9,9 +9,9 @@ The registry (Parquet or CSV) is read with a polars lazy scan in batches (``batc
    files — ``nomenclature.normalise`` and ``hlatyping.parse_cell`` / ``from_gl_text`` for HLA,
    ``kir.from_columns`` / ``parse_gl`` / ``parse_gene_list`` for KIR, ``familyfile``'s cell readers for sex,
    age, ABO, CMV, FCGR3A, availability — but once per *distinct* cell value: cells are mapped to integer
-   ids through a 64-bit hash, and a second, independent 64-bit hash is compared on every row (a mismatch,
-   i.e. a collision, falls back to exact string matching); each new value is read once and remembered for
-   the whole search. A donor whose row has a cell that does not read (an unknown allele, a bad KIR cell,
+   ids through a 64-bit hash (polars hashes, a numpy open-addressing table maps hashes to ids), and a
+   second, independent 64-bit hash is compared on every row (a mismatch, i.e. a collision, falls back to
+   exact string matching); each new value is read once and remembered for the whole search. A donor whose row has a cell that does not read (an unknown allele, a bad KIR cell,
    sex ``X``) is not ranked: it is counted as rejected with its reason (``rejects``), as a family-file row
    with an error is.
 2. **The facts the ranking reads** (:class:`FastFacts`). Only the columns that the exclusion, tier and
@@ -33,11 +33,17 @@ The registry (Parquet or CSV) is read with a polars lazy scan in batches (``batc
 
    :data:`FAST_COLUMNS` lists what the fast path can compute. When the rules (or an antibody report) need
    another column, every batch goes through the general ``pairfacts.pair_facts`` instead (exact, slower).
+   ``slotfacts`` facts (for the DPB1 TCE groups) are computed only for the slots of donors that need them.
 3. **Keeping the best N.** ``ranking.evaluate`` (the compiled rules, sort order and tie-breaks of
    ``haplomatch rank``) ranks the best N so far together with the batch's donors that could still enter:
    a donor strictly after the N-th best known donor on the first sort keys (eligible, tier, first
-   criterion) cannot, and is dropped before the sort. The order is total (donor id last), so the best N of
-   the stream are the best N of the whole registry.
+   criterion) cannot, and is dropped before the sort. On the fast path this is decided before any other
+   fact is computed, per *class* of donors (:meth:`FastFacts.classes`: the ids the prefix columns are
+   computed from — per locus the counted four-slot row, attribute cell ids, KIR pattern — so donors of one
+   class have equal prefix values): the prefix is computed for one donor per class, and a class strictly
+   after the N-th best known donor (or, before N are known, after the class at which the batch's donors,
+   counted in prefix order, reach N) is dropped; only the rest get the ranking facts. The order is total
+   (donor id last), so the best N of the stream are the best N of the whole registry.
 4. **The answer.** The best N go through the general ``pairfacts.pair_facts`` (every fact, as for a family)
    and ``ranking.rank_facts`` (explanations). The columns the ranking read are checked to be equal in both
    paths, and the order to be the same: a difference raises (it would be a bug).
@@ -51,6 +57,7 @@ import dataclasses
 import re
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -101,23 +108,26 @@ _KIR_FACTS = tuple(f"donor_{c}" for c in (
 _HLA_SLOTS = tuple(c for c in schema() if c[:1] in "ABCD" and c.rsplit("_", 1)[-1] in ("1", "2"))
 
 
+@lru_cache(maxsize=1)
 def _donor_factor_exprs() -> dict[str, pl.Expr]:
     from haplomatch.donorfactors import donor_factor_columns
 
     return {e.meta.output_name(): e for e in donor_factor_columns()}
 
 
+@lru_cache(maxsize=1)
 def _grade_exprs() -> dict[str, pl.Expr]:
     return {e.meta.output_name(): e for e in _compat._grade_exprs()}
 
 
-def _count_columns() -> list[str]:
+@lru_cache(maxsize=1)
+def _count_columns() -> tuple[str, ...]:
     out = []
     for loc in CORE_LOCI:
         out += [f"typed_{loc}", f"error_{loc}"]
         for d in _DIRS:
             out += [f"{d}_{loc}", f"{d}_{loc}_min", f"{d}_{loc}_max"]
-    return out
+    return tuple(out)
 
 
 #: The pair facts the fast path computes, each equal to ``pairfacts.pair_facts``'s (tests compare them).
@@ -128,11 +138,63 @@ FAST_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys([
 
 # ------------------------------------------------------------------------------------------------ interning
 
+class _HashTable:
+    """64-bit hashes → row numbers (open addressing, linear probing), looked up for whole numpy arrays."""
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, dtype=np.uint64)
+        self._mask = 0
+        self._table = np.full(1, -1, dtype=np.int64)
+        self._tkeys = np.zeros(1, dtype=np.uint64)  # the hash held by each bucket
+
+    def extend(self, keys: np.ndarray) -> None:
+        """Append ``keys`` (row numbers continue); the table is rebuilt at a load of at most 1/8."""
+        self.keys = np.concatenate([self.keys, keys.astype(np.uint64)])
+        n = len(self.keys)
+        size = 1 << max(10, int(n * 8).bit_length())
+        mask = size - 1
+        table = np.full(size, -1, dtype=np.int64)
+        pos = (self.keys & np.uint64(mask)).astype(np.int64)
+        _, first = np.unique(pos, return_index=True)
+        table[pos[first]] = first  # the first key of each bucket goes in place
+        placed = np.zeros(n, dtype=bool)
+        placed[first] = True
+        for i in np.nonzero(~placed)[0].tolist():  # the others probe on (few: the load is low)
+            p = int(pos[i])
+            while table[p] >= 0:
+                p = (p + 1) & mask
+            table[p] = i
+        self._table, self._mask = table, mask
+        self._tkeys = np.where(table >= 0, self.keys[np.maximum(table, 0)], np.uint64(0)) if n else \
+            np.zeros(size, dtype=np.uint64)
+
+    def find(self, h: np.ndarray) -> np.ndarray:
+        """The row of each hash of ``h`` (first row holding it), -1 where none."""
+        pos = np.bitwise_and(h.view(np.int64), self._mask)
+        out = self._table[pos]
+        hit = self._tkeys[pos] == h
+        if hit.all():
+            return out
+        miss = ~hit
+        out[miss] = -1
+        todo = np.nonzero(miss & (self._table[pos] >= 0))[0]  # a bucket holding another key: probe on
+        p = pos[todo]
+        while todo.size:
+            p = (p + 1) & self._mask
+            cand = self._table[p]
+            hit = (cand >= 0) & (self._tkeys[p] == h[todo])
+            out[todo[hit]] = cand[hit]
+            more = (cand >= 0) & ~hit
+            todo, p = todo[more], p[more]
+        return out
+
+
 class _Interner:
     """Cell values → dense integer ids (0, 1, …) kept across batches; ``parse`` reads each new value once.
 
-    Rows are matched on a 64-bit hash of the value; a second, independent hash is compared for every row,
-    and a mismatch (a collision) falls back to an exact match on the strings."""
+    Rows are matched on a 64-bit hash of the value (polars computes it, a numpy hash table maps it to the
+    id); a second, independent hash is compared for every row, and a mismatch (a collision) falls back to
+    an exact match on the strings."""
 
     _S1, _S2 = 0x9E3779B1, 0x85EBCA77
 
@@ -140,9 +202,8 @@ class _Interner:
         self.parse = parse
         self.keys: list[Any] = []
         self.values: list[Any] = []
-        self._h1 = pl.Series("h1", [], pl.UInt64)
+        self._table = _HashTable()
         self._h2 = np.zeros(0, dtype=np.uint64)
-        self._ids = pl.Series("id", [], pl.UInt32)
         self._cache: dict = {}
 
     def __len__(self) -> int:
@@ -161,20 +222,22 @@ class _Interner:
         new = pl.DataFrame({"h1": s.hash(self._S1), "h2": s.hash(self._S2), "s": s}).unique(
             subset="h1", keep="first", maintain_order=True)
         if len(self):
-            new = new.filter(~pl.col("h1").is_in(self._h1.implode()))
+            new = new.filter(pl.Series(self._table.find(new["h1"].to_numpy()) < 0))
         if new.height == 0:
             return
         keys = new["s"].to_list()
         self.values += self.parse(keys)
         self.keys += keys
-        self._h1 = pl.concat([self._h1, new["h1"]])
+        self._table.extend(new["h1"].to_numpy())
         self._h2 = np.concatenate([self._h2, new["h2"].to_numpy()])
-        self._ids = pl.Series("id", np.arange(len(self.keys), dtype=np.uint32))
 
     def lookup(self, e: pl.Expr, name: str) -> list[pl.Expr]:
-        """Expressions giving the ids (null = not seen yet) and the check hash of the values of ``e``."""
-        return [e.hash(self._S1).replace_strict(self._h1, self._ids, default=None, return_dtype=pl.UInt32)
-                .alias(f"{name}\x00id"), e.hash(self._S2).alias(f"{name}\x00h2")]
+        """Expressions giving the two hashes of the values of ``e`` (:meth:`find` maps the first to ids)."""
+        return [e.hash(self._S1).alias(f"{name}\x00h1"), e.hash(self._S2).alias(f"{name}\x00h2")]
+
+    def find(self, h1: np.ndarray) -> np.ndarray:
+        """The ids of the values hashed to ``h1`` (-1: not seen yet)."""
+        return self._table.find(h1)
 
     def ids(self, s: pl.Series) -> np.ndarray:
         """The ids of the values of ``s`` (new values are read first)."""
@@ -189,9 +252,8 @@ class _Interner:
                 known[x] = len(self.keys)
                 self.keys.append(x)
             extra = pl.Series(new, dtype=s.dtype)
-            self._h1 = pl.concat([self._h1, extra.hash(self._S1)])
+            self._table.extend(extra.hash(self._S1).to_numpy())
             self._h2 = np.concatenate([self._h2, extra.hash(self._S2).to_numpy()])
-            self._ids = pl.Series("id", np.arange(len(self.keys), dtype=np.uint32))
         return np.array([known[x] for x in s.to_list()], dtype=np.int64)
 
 
@@ -200,26 +262,24 @@ def _intern(df: pl.DataFrame, items: list[tuple[str, _Interner, pl.Expr]],
     """The ids of several columns (``items``: name, interner, expression over ``df``) in one polars pass;
     values not seen before are read by their interner first (``before`` sees them all first, by name)."""
     res = df.select([x for name, it, e in items for x in it.lookup(e, name)])
+    h1 = {name: res[f"{name}\x00h1"].to_numpy() for name, _, _ in items}
+    found = {name: it.find(h1[name]) for name, it, _ in items}
     missing = {}
     for name, it, e in items:
-        miss = res[f"{name}\x00id"].is_null()
+        miss = found[name] < 0
         if miss.any():
-            missing[name] = df.select(e.alias("v")).filter(miss)["v"].unique()
+            missing[name] = df.select(e.alias("v")).filter(pl.Series(miss))["v"].unique(maintain_order=True)
     if missing and before is not None:
         before(missing)
-    redo = []
     for name, it, e in items:
         if name in missing:
             it.add(missing[name])
-            redo.append((name, it, e))
-    if redo:
-        again = df.select([x for name, it, e in redo for x in it.lookup(e, name)])
-        res = res.with_columns(again)
+            found[name] = it.find(h1[name])
     out: dict[str, np.ndarray] = {}
     for name, it, e in items:
-        ids = res[f"{name}\x00id"].to_numpy().astype(np.int64)
-        if not np.array_equal(it._h2[ids], res[f"{name}\x00h2"].to_numpy()):  # pragma: no cover - collision
-            ids = it._exact(df.select(e.alias("v"))["v"])
+        ids = found[name]
+        if (ids < 0).any() or not np.array_equal(it._h2[ids], res[f"{name}\x00h2"].to_numpy()):  # pragma: no cover
+            ids = it._exact(df.select(e.alias("v"))["v"])  # a hash collision
         out[name] = ids
     return out
 
@@ -327,8 +387,8 @@ def _attr_parser(fname: str) -> Callable[[Any], tuple[dict, str | None]]:
 
 @dataclass
 class _SlotTable:
-    """Normalised slot strings (``A*01:01`` or ``A*01:01/A*01:02``) → id, with their ``compat`` keys and
-    ``slotfacts`` facts. Id 0 is the untyped slot."""
+    """Normalised slot strings (``A*01:01`` or ``A*01:01/A*01:02``) → id, with their ``compat`` keys and (on
+    demand, :meth:`ensure_facts`: only DPB1 TCE facts read them) ``slotfacts`` facts. Id 0 is the untyped slot."""
 
     ref: Any
     settings: CompatSettings
@@ -341,6 +401,7 @@ class _SlotTable:
     tce: dict[str, list] = field(default_factory=lambda: {"tce_v1": [None], "tce_v2": [None], "expressed": [None]})
     keys_table: pl.DataFrame | None = None
     facts: pl.DataFrame | None = None
+    has_facts: np.ndarray = field(default_factory=lambda: np.ones(1, dtype=bool))  # id 0 needs none
 
     def ids(self, slots: list[str | None]) -> list[int]:
         new = [s for s in dict.fromkeys(slots) if s and s not in self.index]
@@ -349,24 +410,43 @@ class _SlotTable:
         return [self.index[s] if s else 0 for s in slots]
 
     def _add(self, new: list[str]) -> None:
+        if len(new) >= 64:
+            # many names to resolve: the nomenclature's name index, built once, answers them (without it the
+            # first 64 lookups each filter the allele table, as suits a few names on the command line)
+            _ = self.ref.nomenclature._prefix_index
         k = slot_keys(self.ref, new, self.settings.level, self.settings.null_alleles)
-        by = {r["slot"]: r for r in k.iter_rows(named=True)}
+        by = {s: (e, a, ks) for s, e, a, ks in zip(k["slot"].to_list(), k["error"].to_list(), k["absent"].to_list(),
+                                                    k["keys"].to_list())}
         self.keys_table = k if self.keys_table is None else pl.concat([self.keys_table, k], how="vertical_relaxed")
-        f = slot_facts(self.ref, new)
-        self.facts = f if self.facts is None else pl.concat([self.facts, f], how="diagonal_relaxed")
-        fb = {r["slot"]: r for r in f.select("slot", "tce_v1", "tce_v2", "expressed").iter_rows(named=True)}
+        for c in ("tce_v1", "tce_v2", "expressed"):
+            self.tce[c] += [None] * len(new)
         for s in new:
-            for c in ("tce_v1", "tce_v2", "expressed"):
-                self.tce[c].append(fb.get(s, {}).get(c))
-            r = by[s]
+            error, absent, keys = by[s]
+            keys = keys or []
             self.index[s] = len(self.strings)
             self.strings.append(s)
-            self.error.append(r["error"])
-            keys = r["keys"] or []
-            ok = r["error"] is None and not r["absent"] and len(keys) == 1
+            self.error.append(error)
+            ok = error is None and not absent and len(keys) == 1
             self.simple.append(ok)
             self.key.append(keys[0] if ok else None)
             self.all_keys.append(list(keys))
+        self.has_facts = np.concatenate([self.has_facts, np.zeros(len(new), dtype=bool)])
+
+    def ensure_facts(self, ids: np.ndarray) -> np.ndarray:
+        """Compute the ``slotfacts`` facts of the slots ``ids`` that have none yet; returns the ids computed."""
+        ids = np.asarray(ids, dtype=np.int64)
+        todo = np.unique(ids[~self.has_facts[ids]])
+        if todo.size == 0:
+            return todo
+        names = [self.strings[i] for i in todo.tolist()]
+        f = slot_facts(self.ref, names)
+        self.facts = f if self.facts is None else pl.concat([self.facts, f], how="diagonal_relaxed")
+        fb = {r["slot"]: r for r in f.select("slot", "tce_v1", "tce_v2", "expressed").iter_rows(named=True)}
+        for i, s in zip(todo.tolist(), names):
+            for c in ("tce_v1", "tce_v2", "expressed"):
+                self.tce[c][i] = fb.get(s, {}).get(c)
+        self.has_facts[todo] = True
+        return todo
 
 
 def _norm_slot(raw: Any, locus: str) -> tuple[str | None, str | None]:
@@ -705,6 +785,7 @@ class FastFacts:
         rec = person_record(patient)
         self.patient_rec = rec
         pids = {loc: slots.ids([rec[f"{loc}_1"], rec[f"{loc}_2"]]) for loc in CORE_LOCI}
+        self._pids = pids
         self.loc: dict[str, _PatientLocus] = {}
         for loc in CORE_LOCI:
             keys: dict[str, int] = {}
@@ -748,13 +829,17 @@ class FastFacts:
             self.base[loc] = np.array(self._base[loc], dtype=np.int64)
         self._kid += [self._kids.setdefault(k, len(self._kids)) if k is not None else -1 for k in keys]
         self.kid = np.array(self._kid, dtype=np.int64)
-        col = "tce_v2" if self.settings.compat.tce_version == "v2" else "tce_v1"
-        g, x = self.slots.tce[col][start:n], self.slots.tce["expressed"][start:n]
-        strings = self.slots.strings[start:n]
-        self._tcl += [self._tcodes.setdefault((gg, xx) if s else ("",), len(self._tcodes))
-                      for s, gg, xx in zip(strings, g, x)]
-        self.tce = np.array(self._tcl, dtype=np.int64)
+        self._tcl += [-1] * (n - start)  # set by _refresh_tce once the slot's facts are known
+        self._refresh_tce([i for i in range(start, n) if self.slots.has_facts[i]])
         self._n_slots = n
+
+    def _refresh_tce(self, ids) -> None:
+        """The TCE codes of slots ``ids`` (their facts known)."""
+        col = "tce_v2" if self.settings.compat.tce_version == "v2" else "tce_v1"
+        g, x, strings = self.slots.tce[col], self.slots.tce["expressed"], self.slots.strings
+        for i in ids:
+            self._tcl[i] = self._tcodes.setdefault((g[i], x[i]) if strings[i] else ("",), len(self._tcodes))
+        self.tce = np.array(self._tcl, dtype=np.int64)
 
     def _quad_array(self, loc: str, col: str) -> np.ndarray:
         rows = self._quad_rows[loc]
@@ -843,6 +928,9 @@ class FastFacts:
 
     def _tce_columns(self, s1: np.ndarray, s2: np.ndarray, qidx: np.ndarray, want: list[str]) -> list[pl.Series]:
         """DPB1 TCE facts: ``compat``'s code on one representative per (renamed row, donor slot TCE groups)."""
+        done = self.slots.ensure_facts(np.concatenate([s1, s2, np.array(self._pids["DPB1"], dtype=np.int64)]))
+        if done.size:
+            self._refresh_tce(done.tolist())
         t1, t2 = self.tce[s1], self.tce[s2]
         k = 64 if self.tce.max() < 63 else int(self.tce.max()) + 2
         cls = (qidx * k + t1) * k + t2
@@ -870,7 +958,8 @@ class FastFacts:
             } for _, i in new], schema={"s_p1": pl.String, "s_p2": pl.String, "s_d1": pl.String, "s_d2": pl.String,
                                          "gvh_min": pl.Int64, "gvh_max": pl.Int64, "hvg_min": pl.Int64,
                                          "hvg_max": pl.Int64, "typed": pl.Boolean})
-            res = _compat._dpb1_tce(t, self.slots.facts, self.settings.compat)
+            facts = self.slots.facts if self.slots.facts is not None else slot_facts(self.ref, [])
+            res = _compat._dpb1_tce(t, facts, self.settings.compat)
             by = {(r["s_d1"], r["s_d2"]): r for r in res.iter_rows(named=True)}
             for (c, _), a, b in zip(new, t["s_d1"].to_list(), t["s_d2"].to_list()):
                 self._tce[c] = len(self._tce_rows)
@@ -900,6 +989,84 @@ class FastFacts:
                                                                         tel_2ds4=self.settings.nk.tel_2ds4))
         return self._kir_table[1].select(want)[batch.kir[rows]].get_columns()
 
+    def _quad_index(self, batch: _Batch, rows: np.ndarray, loci) -> dict[str, np.ndarray]:
+        """Per locus, each donor's row of the table of counted renamed four-slot rows (new rows counted)."""
+        qidx: dict[str, np.ndarray] = {}
+        codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        todo: dict[str, list[tuple[int, int]]] = {}
+        for loc in loci:
+            codes[loc] = self._codes(loc, batch.sid[loc][0][rows], batch.sid[loc][1][rows])
+            qidx[loc], missing = self._lookup(loc, *codes[loc])
+            if missing:
+                todo[loc] = missing
+        if todo:
+            self._count_new(todo)
+            for loc in todo:
+                qidx[loc], _ = self._lookup(loc, *codes[loc])
+        return qidx
+
+    def classes(self, batch: _Batch, rows: np.ndarray, cols: set[str]) -> np.ndarray | None:
+        """A class code per donor of ``rows``: donors of one class have equal values of the columns ``cols``
+        (⊆ :data:`FAST_COLUMNS`), as the class combines the ids those columns are computed from (per locus
+        the counted four-slot row, the DPB1 TCE codes, the attribute cell ids, the KIR pattern id). None when
+        a column reads the donor id (no two donors share a class)."""
+        self._arrays()
+        grades, dfe, counts = _grade_exprs(), _donor_factor_exprs(), set(_count_columns())
+        loci: set[str] = set()
+        attrs: set[str] = set()
+        kir = tce = False
+        for c in cols:
+            if c in _CONSTANTS:
+                continue
+            if c in counts:
+                loci.add(c.split("_")[1])
+            elif c in grades:
+                loci |= {r.split("_")[1] for r in grades[c].meta.root_names()}
+            elif c in _TCE_COLUMNS:
+                tce = True
+                loci.add("DPB1")
+            elif c in _KIR_FACTS:
+                kir = True
+            elif c in dfe:
+                for r in dfe[c].meta.root_names():
+                    if r.startswith("patient_"):
+                        continue
+                    name = r[len("donor_"):]
+                    if name == "id":
+                        return None
+                    src = _ATTR_SOURCE.get(name)
+                    if src in batch.attr:
+                        attrs.add(src)
+                    elif name in _KIR_PEOPLE and batch.kir is not None:
+                        kir = True
+                    # else (relation, a column the registry lacks): the same for every donor
+            else:
+                return None
+        parts: list[tuple[np.ndarray, int]] = []
+        qidx = self._quad_index(batch, rows, sorted(loci))
+        parts += [(qidx[loc], len(self._quad_rows[loc])) for loc in sorted(loci)]
+        if tce:
+            s1, s2 = batch.sid["DPB1"][0][rows], batch.sid["DPB1"][1][rows]
+            done = self.slots.ensure_facts(np.concatenate([s1, s2, np.array(self._pids["DPB1"], dtype=np.int64)]))
+            if done.size:
+                self._refresh_tce(done.tolist())
+            parts += [(self.tce[s1], len(self._tcodes)), (self.tce[s2], len(self._tcodes))]
+        for src in sorted(attrs):
+            it, ids = batch.attr[src]
+            parts.append((ids[rows], len(it)))
+        if kir:
+            parts.append((batch.kir[rows], len(batch.reader._kir)))
+        code = np.zeros(len(rows), dtype=np.int64)
+        card = 1
+        for a, k in parts:
+            k = max(int(k), 1)
+            if card * k >= 2 ** 62:
+                _, code = np.unique(code, return_inverse=True)
+                card = int(code.max()) + 1 if code.size else 1
+            code = code * k + a
+            card *= k
+        return code
+
     def facts(self, batch: _Batch, rows: np.ndarray, need: set[str]) -> pl.DataFrame:
         """The columns ``need`` (⊆ :data:`FAST_COLUMNS`) for the donors ``rows`` of ``batch``."""
         self._arrays()
@@ -919,19 +1086,8 @@ class FastFacts:
             if len(parts) == 2 and parts[0] in _DIRS:  # a point count reads the range
                 point.add(c)
                 counts |= {f"{c}_min", f"{c}_max"}
-        qidx: dict[str, np.ndarray] = {}
-        codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        todo: dict[str, list[tuple[int, int]]] = {}
-        for loc in CORE_LOCI:
-            if any(c.split("_")[1] == loc for c in counts):
-                codes[loc] = self._codes(loc, batch.sid[loc][0][rows], batch.sid[loc][1][rows])
-                qidx[loc], missing = self._lookup(loc, *codes[loc])
-                if missing:
-                    todo[loc] = missing
-        if todo:
-            self._count_new(todo)
-            for loc in todo:
-                qidx[loc], _ = self._lookup(loc, *codes[loc])
+        qidx = self._quad_index(batch, rows, [loc for loc in CORE_LOCI
+                                              if any(c.split("_")[1] == loc for c in counts)])
         for loc, idx in qidx.items():
             for d in _DIRS:
                 for m in ("min", "max"):
@@ -1088,6 +1244,42 @@ def _after(worst: dict, prefix: list[tuple[str, bool]]) -> pl.Expr:
     return expr
 
 
+def _prefix_roots(rules) -> set[str]:
+    """The pair-fact columns :func:`_prefix_columns` reads (exclusions, tiers, the first criterion)."""
+    out = _roots(rules, ("exclude", "tier"))
+    if rules.criteria_order:
+        for r in rules.rules:
+            if r.criterion == rules.criteria_order[0]:
+                out |= set(r.condition().meta.root_names())
+                if r.key:
+                    out |= set(r.key_expr().meta.root_names())
+    return out
+
+
+def _prefilter(fast: FastFacts, b: _Batch, rows: np.ndarray, rules, cols: set[str], kept: pl.DataFrame | None,
+               top: int) -> np.ndarray:
+    """The donors of ``rows`` that could still enter the best ``top``, found per class of donors with equal
+    prefix columns (:meth:`FastFacts.classes`): a class strictly after the N-th best known donor on the prefix
+    (``kept``'s last, or else the class where the batch's own donors, counted in prefix order, reach ``top``:
+    at least ``top`` donors come before any donor after it) cannot."""
+    if rows.size <= top:
+        return rows
+    cls = fast.classes(b, rows, cols)
+    if cls is None:
+        return rows
+    _, first, inv, counts = np.unique(cls, return_index=True, return_inverse=True, return_counts=True)
+    pf, prefix = _prefix_columns(fast.facts(b, rows[first], cols), rules)
+    if kept is not None and kept.height >= top:
+        worst = _prefix_columns(kept.tail(1), rules)[0].row(0, named=True)
+    else:
+        order = pf.with_columns(pl.Series("__n", counts)).sort(
+            [c for c, _ in prefix], descending=[d for _, d in prefix], nulls_last=True, maintain_order=True)
+        at = int(np.searchsorted(np.cumsum(order["__n"].to_numpy()), top))
+        worst = order.row(at, named=True)
+    ok = ~pf.select(_after(worst, prefix).alias("a"))["a"].to_numpy()
+    return rows[ok[inv.reshape(-1)]]
+
+
 def search_registry(ref, patient: Person, registry: str | Path, *, profile: str = "unrelated", top: int = 10,
                     rules_path=None, overrides=None, settings=None, antibodies=None,
                     batch_size: int = DEFAULT_BATCH, force_general: bool = False,
@@ -1115,6 +1307,7 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     fast: FastFacts | None = None
     rules = order_rules = None
     need: set[str] = set()
+    pre_cols: set[str] = set()
     use_fast = False
     kept: pl.DataFrame | None = None  # the best so far: ranking columns + "__row" + donor people columns "__d_*"
     rows_in = ranked = rejected = batches = 0
@@ -1159,16 +1352,18 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
             rules = registry_rules(profile, rules_path, dict(probe.schema), overrides)
             order_rules = _ordering_rules(rules)
             need = ranking_columns(rules)
+            pre_cols = _prefix_roots(order_rules)
             use_fast = not force_general and antibodies is None and need <= set(FAST_COLUMNS)
             if use_fast:
                 fast = FastFacts(ref, patient, reader.slots, settings)
+        ranked += rows.size
         if use_fast:
+            rows = _prefilter(fast, b, rows, order_rules, pre_cols, kept, top)
             facts = fast.facts(b, rows, need)
         else:
             facts = general(b.people(rows))
         facts = facts.with_columns(pl.Series("__row", rows + 1 + start, dtype=pl.Int64),
                                    pl.Series("__i", rows, dtype=pl.Int64))
-        ranked += facts.height
         lap("facts")
         # drop the donors that cannot enter: strictly after the N-th best known (kept, or a sample's N-th)
         withp, prefix = _prefix_columns(facts, order_rules)
