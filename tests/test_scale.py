@@ -87,13 +87,23 @@ def test_screen_gives_the_ranks_and_facts_of_rank(ref, families_csv, profile):
     assert result.rows_in == result.candidates_out + result.patients
 
 
-def test_screen_worker_processes_do_not_change_the_output(ref, families_csv, monkeypatch):
+def test_screen_worker_processes_do_not_change_the_output(ref, families_csv, monkeypatch, tmp_path):
+    """Files cut into parts of whole families, screened in two processes: the same rows, rejects and counts."""
     import haplomatch.screen as screen
 
-    one = screen_files(ref, [families_csv])
-    monkeypatch.setattr(screen, "_CHUNK", 1)  # 7 families -> 7 chunks over 2 processes (>= 4 chunks)
-    two = screen_files(ref, [families_csv], workers=2)
+    lines = families_csv.read_text().splitlines()
+    bad = tmp_path / "bad.csv"  # a malformed row, a family with an unknown allele, and whole families
+    broken = lines[2].replace("A*", "A*99", 1)
+    bad.write_text("\n".join([lines[0], lines[1], broken, "x,y", *lines[3:20]]) + "\n")
+    one = screen_files(ref, [families_csv, bad])
+    monkeypatch.setattr(screen, "_PIECE", 2)
+    monkeypatch.setattr(screen, "_MIN_PART", 1)
+    two = screen_files(ref, [families_csv, bad], workers=2)
+    assert one.rejected > 0 and one.candidates_out > 0
     assert one.candidates.equals(two.candidates) and one.rejects.equals(two.rejects)
+    assert (one.rows_in, one.patients, one.rejected, one.families, one.families_rejected) == (
+        two.rows_in, two.patients, two.rejected, two.families, two.families_rejected)
+    assert one.rows_in == (len(lines) - 1) + 20  # the second file: 20 data rows, the malformed one included
 
 
 def test_screen_in_chunks_gives_the_same_rows(ref, families_csv):

@@ -102,7 +102,8 @@ class _Progress:
               help="Rank families with a Mendelian conflict (with a warning, as 'rank' does) instead of rejecting them.")
 @click.option("--mac-table", type=click.Path(dir_okay=False, path_type=Path), help="NMDP MAC table (numer.v3.txt).")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Processes for the segregation loop (0: one per CPU, at most 8). The output does not depend on it.")
+              help="Processes to screen parts of whole families in (0: one per CPU, at most 8). The output does not "
+                   "depend on it.")
 @_REFERENCE
 def screen_cmd(files, out, rejects_file, profile, antibodies, rules_file, overrides, keep_conflicts, mac_table,
                workers, reference_dir) -> None:

@@ -241,12 +241,14 @@ def _date(v: str) -> date | None:
 
 def read_family_file(
     path: str | Path, nomenclature: Nomenclature, settings: Settings = Settings(), *, strict: bool = True,
-    patient: str | None = None,
+    patient: str | None = None, table: tuple[pl.DataFrame, list[Problem]] | None = None,
 ) -> tuple[list[Family], list[Problem]]:
     """Every family in the file, and every problem found. With ``strict`` (the default) any error raises
-    one InputError carrying all problems; otherwise families are returned from the rows that read clean."""
+    one InputError carrying all problems; otherwise families are returned from the rows that read clean.
+    ``table``: the file's ``read_table`` result (or a part of it: whole families), when already read."""
     fname = str(path)
-    table, problems = read_table(path)
+    table, problems = table if table is not None else read_table(path)
+    problems = list(problems)
     cmap, col_problems = map_columns([c for c in table.columns if c != ROW])
     problems += [Problem(**{**p.to_dict(), "file": fname}) for p in col_problems]
     if any(p.severity == "error" for p in problems if p.row is None and p.column is None) or "id" not in cmap.attributes:

@@ -7,13 +7,15 @@ the exclusion rules that fired (``excluded_by``), the one-line ``summary`` and t
 
 How the work is split
     Reading (``familyfile.read_family_file``, every problem located) and segregation
-    (``segregation.segregate``) run per family: a loop over families (``workers`` processes for the
-    segregation). Pair facts and ranking run once over the pairs of many families (``chunk``, default 5,000,
-    bounds the memory of the wide pair-facts table): one pair table (``persons.pair_frame`` on ``family_id``),
-    one ``pairfacts.pair_facts`` call, one ``ranking.evaluate`` sort; the rank within each family is the position
-    in that global order, taken per family by a stable sort on the family (``evaluate``'s order is total
-    inside a family: candidate id is the last key). ``excluded_by`` and ``summary`` are polars expressions
-    over the rule columns, equal to what ``ranking.explain`` / ``ranking.summary`` give one candidate at a time.
+    (``segregation.segregate``) run per family: a loop over families. Pair facts and ranking run once over the
+    pairs of many families (``chunk``, default 5,000, bounds the memory of the wide pair-facts table): one pair
+    table (``persons.pair_frame`` on ``family_id``), one ``pairfacts.pair_facts`` call, one ``ranking.evaluate``
+    sort; the rank within each family is the position in that global order, taken per family by a stable sort
+    on the family (``evaluate``'s order is total inside a family: candidate id is the last key). ``excluded_by``
+    and ``summary`` are polars expressions over the rule columns, equal to what ``ranking.explain`` /
+    ``ranking.summary`` give one candidate at a time. With ``workers`` > 1, the files are cut into parts of
+    whole families (a family never straddles two parts), each part screened in its own process, and the
+    parts joined in order: ranks are relative within a family, so the output is the same.
 
 Row accounting (every input row is in exactly one place)
     - a **candidate** row of the output: a family member other than the patient, in a screened family;
@@ -35,7 +37,7 @@ from __future__ import annotations
 import re
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -67,6 +69,7 @@ class ScreenResult:
     release: str
     warnings: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    patient_ids: tuple[str, ...] = ()  # of the screened families
 
     @property
     def candidates_out(self) -> int:
@@ -197,15 +200,35 @@ def _count_lines(path: Path) -> int:
     return max(0, len(lines) - 1)
 
 
-def _read_file(path: Path, index: int, nomenclature, settings) -> _FileRead:
-    from haplomatch.familyfile import ROW, map_columns, read_family_file, read_table
+@dataclass
+class _Source:
+    """A file's table (or a part of it holding whole families), or why it could not be read."""
+
+    file: str
+    index: int
+    table: tuple[pl.DataFrame, list[Problem]] | None
+    error: list[Problem] | None = None
+    rows: int = 0  # data rows of an unreadable file
+
+
+def _open_source(path: Path, index: int) -> _Source:
+    from haplomatch.familyfile import read_table
 
     fname = str(path)
     try:
-        table, tproblems = read_table(path)
+        return _Source(fname, index, read_table(path))
     except InputError as e:
-        n = _count_lines(path)
-        return _FileRead(fname, index, n, {}, [], {}, {}, list(e.problems) or [Problem("file not read", file=fname)], {})
+        return _Source(fname, index, None, list(e.problems) or [Problem("file not read", file=fname)],
+                       _count_lines(path))
+
+
+def _read_file(src: _Source, nomenclature, settings) -> _FileRead:
+    from haplomatch.familyfile import ROW, map_columns, read_family_file
+
+    fname, index = src.file, src.index
+    if src.table is None:
+        return _FileRead(fname, index, src.rows, {}, [], {}, {}, list(src.error or []), {})
+    table, tproblems = src.table
     malformed = [p for p in tproblems if p.row is not None]
     rows = table.height + len(malformed)
     cmap, _ = map_columns([c for c in table.columns if c != ROW])
@@ -216,7 +239,7 @@ def _read_file(path: Path, index: int, nomenclature, settings) -> _FileRead:
         fam = [None] * table.height
     row_family = dict(zip(table[ROW].to_list(), fam))
     try:
-        families, problems = read_family_file(path, nomenclature, settings, strict=False)
+        families, problems = read_family_file(fname, nomenclature, settings, strict=False, table=src.table)
     except InputError as e:
         return _FileRead(fname, index, rows, row_family, [], {}, {}, list(e.problems), {})
     row_problems: dict[int, list[Problem]] = defaultdict(list)
@@ -274,46 +297,107 @@ def _seg_one(family, nomenclature, settings, reject_conflicts: bool):
     return segregation_rows(None, seg), warns
 
 
-_CHUNK = 250
-_WORKER: dict = {}
-
-
-def _worker_init(root, settings, reject_conflicts) -> None:
-    from haplomatch.reference import load_reference
-
-    ref = load_reference(root)
-    _WORKER.update(nom=ref.nomenclature, settings=settings, reject=reject_conflicts)
-
-
-def _worker_chunk(families: list) -> list:
-    return [_seg_one(f, _WORKER["nom"], _WORKER["settings"], _WORKER["reject"]) for f in families]
-
-
-def _segregate_all(families: list, ref, nom, settings, reject_conflicts: bool, workers: int,
+def _segregate_all(families: list, nom, settings, reject_conflicts: bool,
                    progress: Callable[[int, int], None] | None) -> list:
-    """``_seg_one`` for every family, in order; in ``workers`` spawned processes for large batches (the
-    release's own nomenclature only: a MAC table given on the command line stays in this process)."""
-    n = len(families)
-    if workers > 1 and n >= 4 * _CHUNK and nom is ref.nomenclature:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        chunks = [families[i:i + _CHUNK] for i in range(0, n, _CHUNK)]
-        out: list = []
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(ref.release.root, settings, reject_conflicts)) as ex:
-            for part in ex.map(_worker_chunk, chunks):
-                out += part
-                if progress:
-                    progress(len(out), n)
-        return out
+    """``_seg_one`` for every family, in order."""
     out = []
     for k, f in enumerate(families):
         out.append(_seg_one(f, nom, settings, reject_conflicts))
         if progress:
-            progress(k + 1, n)
+            progress(k + 1, len(families))
     return out
+
+
+# --------------------------------------------------------------------------------- parts and processes
+
+def _family_keys(src: _Source) -> list | None:
+    """The family of each row of a source that may be split (a readable table with a family_id column and
+    no file-level problem), else None."""
+    from haplomatch.familyfile import ROW, map_columns
+
+    if src.table is None:
+        return None
+    table, tproblems = src.table
+    cmap, cproblems = map_columns([c for c in table.columns if c != ROW])
+    fcol = cmap.attributes.get("family_id")
+    if not fcol or "id" not in cmap.attributes or any(p.row is None and p.severity == "error"
+                                                      for p in tproblems + cproblems):
+        return None
+    return table[fcol].cast(pl.String).str.strip_chars().replace("", None).to_list()
+
+
+def _units(sources: list[_Source]) -> list[tuple[_Source, int]]:
+    """Each source cut into pieces of whole families: (piece, number of families). The first piece of a
+    file keeps the file's own reading problems (malformed rows), so each is counted once."""
+    out = []
+    for src in sources:
+        keys = _family_keys(src)
+        if keys is None:
+            out.append((src, 1))
+            continue
+        table, tproblems = src.table
+        first: dict = {}
+        for k in keys:
+            first.setdefault(k, len(first))
+        if len(first) <= 1:
+            out.append((src, max(1, len(first))))
+            continue
+        # one piece per family would be too fine: pieces of up to _PIECE families, in file order
+        group = pl.Series([first[k] // _PIECE for k in keys])
+        for g, part in enumerate(table.with_columns(group.alias("__piece")).partition_by("__piece", maintain_order=True)):
+            n = len({k for k, gi in zip(keys, group) if gi == part["__piece"][0]})
+            out.append((_Source(src.file, src.index, (part.drop("__piece"), tproblems if g == 0 else [])), n))
+    return out
+
+
+def _parts(units: list[tuple[_Source, int]], size: int) -> list[tuple[list[_Source], int]]:
+    """Consecutive pieces packed into parts of about ``size`` families (order kept)."""
+    parts: list[tuple[list[_Source], int]] = []
+    cur: list[_Source] = []
+    n = 0
+    for src, k in units:
+        cur.append(src)
+        n += k
+        if n >= size:
+            parts.append((cur, n))
+            cur, n = [], 0
+    if cur:
+        parts.append((cur, n))
+    return parts
+
+
+_PIECE = 500  # families per piece of a file
+_MIN_PART = 250  # families per part sent to a process, at least (a process costs a reference load)
+_WORKER: dict = {}
+
+
+def _worker_init(root) -> None:
+    from haplomatch.reference import load_reference
+
+    _WORKER["ref"] = load_reference(root)
+
+
+def _worker_part(sources: list[_Source], opts: dict) -> "ScreenResult":
+    ref = _WORKER["ref"]
+    return _screen_sources(ref, sources, ref.nomenclature, progress=None, **opts)
+
+
+def _merge(results: list["ScreenResult"]) -> "ScreenResult":
+    """One result from the results of consecutive parts (order kept; counts added)."""
+    cands = [r.candidates for r in results if r.candidates.height]
+    rej = [r.rejects for r in results if r.rejects.height]
+    tm: dict[str, float] = {}
+    for r in results:
+        for k, v in r.timings.items():
+            tm[k] = tm.get(k, 0.0) + v
+    named = [r for r in results if r.rules_file] or results
+    return ScreenResult(
+        pl.concat(cands, how="diagonal_relaxed") if cands else _empty_candidates(),
+        pl.concat(rej) if rej else pl.DataFrame(schema=REJECT_SCHEMA),
+        sum(r.rows_in for r in results), sum(r.patients for r in results), sum(r.rejected for r in results),
+        sum(r.families for r in results), sum(r.families_rejected for r in results), named[0].profile,
+        named[0].rules_file, results[0].release, tuple(dict.fromkeys(w for r in results for w in r.warnings)), tm,
+        tuple(i for r in results for i in r.patient_ids))
 
 
 def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", rules_path=None, overrides=None,
@@ -322,10 +406,58 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
                  workers: int = 1, chunk: int = 5_000) -> ScreenResult:
     """Screen the families of ``paths`` (see the module docstring). ``antibodies``: ``Antibody`` values from
     ``antibodies.read_antibodies``, each with the ``patient_id`` of its patient (ids must then name one
-    patient among the screened families). ``progress(done, total)`` follows the segregation loop, which runs
-    in ``workers`` processes when there are enough families (the results do not depend on it). Pair facts and
-    ranking run in one vectorised pass per ``chunk`` families (memory: the pair-facts table is wide)."""
+    patient among the screened families). ``progress(done, total)`` counts families.
+
+    With ``workers`` > 1 the files are cut into parts of whole families, screened in that many processes
+    and joined in order: the result is the same as with one (ranks are relative within a family). Pair facts
+    and ranking run in one vectorised pass per ``chunk`` families (memory: the pair-facts table is wide)."""
     from haplomatch.familyfile import Settings as ReadSettings
+
+    t0 = time.perf_counter()
+    nom = nomenclature or ref.nomenclature
+    sources = [_open_source(Path(p), i) for i, p in enumerate(paths)]
+    opts = dict(profile=profile, rules_path=rules_path, overrides=overrides, antibodies=antibodies,
+                settings=settings, read_settings=read_settings or ReadSettings(), reject_conflicts=reject_conflicts,
+                chunk=chunk)
+    parts = []
+    if workers > 1 and nom is ref.nomenclature:  # a MAC table given on the command line stays in this process
+        units = _units(sources)
+        total = sum(k for _, k in units)
+        parts = _parts(units, max(_MIN_PART, min(chunk, -(-total // (workers * 4)))))
+    if len(parts) < 2:
+        result = _screen_sources(ref, sources, nom, progress=progress, **opts)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        done, results = 0, []
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(ref.release.root,)) as ex:
+            futures = [ex.submit(_worker_part, srcs, opts) for srcs, _ in parts]
+            for fut, (_, k) in zip(futures, parts):
+                results.append(fut.result())
+                done += k
+                if progress:
+                    progress(done, total)
+        result = _merge(results)
+    if antibodies is not None:  # ids must be unique over all parts, not only within one
+        _check_antibodies(antibodies, list(result.patient_ids))
+    first = {}
+    for src in sources:
+        first.setdefault(src.file, len(first))
+    rej = result.rejects.with_columns(
+        pl.col("file").replace_strict(first, default=len(first), return_dtype=pl.Int64).alias("__f")
+    ).sort(["__f", "row"], maintain_order=True, nulls_last=False).drop("__f")
+    result = replace(result, rejects=rej, timings={**result.timings, "wall": time.perf_counter() - t0})
+    result.check()
+    return result
+
+
+def _screen_sources(ref, sources: list[_Source], nom, *, profile, rules_path, overrides, antibodies, settings,
+                    read_settings, reject_conflicts, progress, chunk) -> ScreenResult:
+    """The screen of some sources in this process: reading, segregation per family, then pair facts and
+    ranking per ``chunk`` families."""
     from haplomatch.pairfacts import GLOSSARY, SEGREGATION_SCHEMA, FactSettings, pair_facts
     from haplomatch.persons import pair_frame, people_frame
     from haplomatch.search import registry_rules
@@ -340,13 +472,12 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
         clock[0] = now
 
     settings = settings or FactSettings()
-    nom = nomenclature or ref.nomenclature
     rejects: list[dict] = []
     rows_in = rejected_rows = families_rejected = 0
     warnings: list[str] = []
     todo = []  # (family key, file read, family)
-    for i, path in enumerate(paths):
-        fr = _read_file(Path(path), i, nom, read_settings or ReadSettings())
+    for src in sources:
+        fr = _read_file(src, nom, read_settings)
         rows_in += fr.rows
         all_rows = sorted(set(fr.row_family) | set(fr.row_problems))
         if fr.file_problems:
@@ -392,7 +523,7 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
     # segregation: a loop over families (in worker processes when asked and worth it)
     seg_by_family, fam_warnings = {}, {}
     screened = []
-    results = _segregate_all([fam for _, _, fam, _ in todo], ref, nom, settings, reject_conflicts, workers, progress)
+    results = _segregate_all([fam for _, _, fam, _ in todo], nom, settings, reject_conflicts, progress)
     for (key, fr, fam, rows), (frame, extra) in zip(todo, results):
         if frame is None:
             for r in rows:
@@ -413,12 +544,12 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
     patients = len(screened)
     base = _empty_candidates()
     if not screened:
-        result = _finish(base, rejects, rows_in, patients, rejected_rows, 0, families_rejected, profile, "",
-                         ref.label, warnings, tm)
-        return result
+        return _finish(base, rejects, rows_in, patients, rejected_rows, 0, families_rejected, profile, "",
+                       ref.label, warnings, tm)
 
+    patient_ids = tuple(fam.patient.id for _, _, fam in screened)
     if antibodies is not None:
-        antibodies = _check_antibodies(antibodies, [fam.patient.id for _, _, fam in screened])
+        antibodies = _check_antibodies(antibodies, list(patient_ids))
     # one people table, one pair table, one pair-facts pass over the families (``chunk`` families at a time,
     # so that memory stays bounded: the pair-facts table has hundreds of columns)
     rules = None
@@ -470,9 +601,9 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
         lap("ranking")
     if not outs:
         return _finish(base, rejects, rows_in, patients, rejected_rows, patients, families_rejected, profile, "",
-                       ref.label, warnings, tm)
+                       ref.label, warnings, tm, patient_ids)
     return _finish(pl.concat(outs, how="diagonal_relaxed"), rejects, rows_in, patients, rejected_rows,
-                   len(screened), families_rejected, rules.profile, rules.path, ref.label, warnings, tm)
+                   len(screened), families_rejected, rules.profile, rules.path, ref.label, warnings, tm, patient_ids)
 
 
 def _empty_candidates() -> pl.DataFrame:
@@ -483,10 +614,10 @@ def _empty_candidates() -> pl.DataFrame:
 
 
 def _finish(out, rejects, rows_in, patients, rejected_rows, families, families_rejected, profile, rules_file,
-            release, warnings, tm) -> ScreenResult:
+            release, warnings, tm, patient_ids=()) -> ScreenResult:
     rej = pl.DataFrame(rejects, schema=REJECT_SCHEMA) if rejects else pl.DataFrame(schema=REJECT_SCHEMA)
     res = ScreenResult(out, rej, rows_in, patients, rejected_rows, families, families_rejected, profile,
-                       rules_file, release, tuple(dict.fromkeys(warnings)), tm)
+                       rules_file, release, tuple(dict.fromkeys(warnings)), tm, tuple(patient_ids))
     res.check()
     return res
 
