@@ -343,9 +343,10 @@ def _units(sources: list[_Source]) -> list[tuple[_Source, int]]:
             out.append((src, max(1, len(first))))
             continue
         # one piece per family would be too fine: pieces of up to _PIECE families, in file order
-        group = pl.Series([first[k] // _PIECE for k in keys])
-        for g, part in enumerate(table.with_columns(group.alias("__piece")).partition_by("__piece", maintain_order=True)):
-            n = len({k for k, gi in zip(keys, group) if gi == part["__piece"][0]})
+        # (families are numbered by first appearance, so piece g holds families g*_PIECE … (g+1)*_PIECE - 1)
+        group = pl.Series("__piece", [first[k] // _PIECE for k in keys])
+        for g, part in enumerate(table.with_columns(group).partition_by("__piece", maintain_order=True)):
+            n = min(_PIECE, len(first) - g * _PIECE)
             out.append((_Source(src.file, src.index, (part.drop("__piece"), tproblems if g == 0 else [])), n))
     return out
 
