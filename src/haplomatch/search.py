@@ -139,53 +139,47 @@ FAST_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys([
 # ------------------------------------------------------------------------------------------------ interning
 
 class _HashTable:
-    """64-bit hashes → row numbers (open addressing, linear probing), looked up for whole numpy arrays."""
+    """64-bit hashes → row numbers, looked up for whole numpy arrays: a direct table on the low bits holds
+    the first key of each bucket; the other keys (and hashes not held) are found in the sorted keys."""
 
     def __init__(self) -> None:
         self.keys = np.zeros(0, dtype=np.uint64)
         self._mask = 0
         self._table = np.full(1, -1, dtype=np.int64)
         self._tkeys = np.zeros(1, dtype=np.uint64)  # the hash held by each bucket
+        self._sorted = np.zeros(0, dtype=np.uint64)
+        self._order = np.zeros(0, dtype=np.int64)
 
     def extend(self, keys: np.ndarray) -> None:
-        """Append ``keys`` (row numbers continue); the table is rebuilt at a load of at most 1/8."""
+        """Append ``keys`` (row numbers continue); the table has at least 8 buckets per key."""
         self.keys = np.concatenate([self.keys, keys.astype(np.uint64)])
         n = len(self.keys)
         size = 1 << max(10, int(n * 8).bit_length())
-        mask = size - 1
-        table = np.full(size, -1, dtype=np.int64)
-        pos = (self.keys & np.uint64(mask)).astype(np.int64)
-        _, first = np.unique(pos, return_index=True)
-        table[pos[first]] = first  # the first key of each bucket goes in place
-        placed = np.zeros(n, dtype=bool)
-        placed[first] = True
-        for i in np.nonzero(~placed)[0].tolist():  # the others probe on (few: the load is low)
-            p = int(pos[i])
-            while table[p] >= 0:
-                p = (p + 1) & mask
-            table[p] = i
-        self._table, self._mask = table, mask
-        self._tkeys = np.where(table >= 0, self.keys[np.maximum(table, 0)], np.uint64(0)) if n else \
-            np.zeros(size, dtype=np.uint64)
+        self._mask = size - 1
+        pos = np.bitwise_and(self.keys.view(np.int64), self._mask)
+        # the first row of each key in sorted order; the first row of each bucket in the table
+        self._order = np.argsort(self.keys, kind="stable")
+        self._sorted = self.keys[self._order]
+        self._table = np.full(size, -1, dtype=np.int64)
+        self._table[pos[::-1]] = np.arange(n)[::-1]  # the last write wins: the first row of the bucket
+        self._tkeys = np.zeros(size, dtype=np.uint64)
+        held = self._table >= 0
+        self._tkeys[held] = self.keys[self._table[held]]
 
     def find(self, h: np.ndarray) -> np.ndarray:
-        """The row of each hash of ``h`` (first row holding it), -1 where none."""
+        """The row of each hash of ``h`` (the first row holding it), -1 where none."""
         pos = np.bitwise_and(h.view(np.int64), self._mask)
         out = self._table[pos]
-        hit = self._tkeys[pos] == h
+        hit = (self._tkeys[pos] == h) & (out >= 0)
         if hit.all():
             return out
-        miss = ~hit
-        out[miss] = -1
-        todo = np.nonzero(miss & (self._table[pos] >= 0))[0]  # a bucket holding another key: probe on
-        p = pos[todo]
-        while todo.size:
-            p = (p + 1) & self._mask
-            cand = self._table[p]
-            hit = (cand >= 0) & (self._tkeys[p] == h[todo])
-            out[todo[hit]] = cand[hit]
-            more = (cand >= 0) & ~hit
-            todo, p = todo[more], p[more]
+        miss = np.nonzero(~hit)[0]
+        hm = h[miss]
+        if self._sorted.size == 0:
+            out[miss] = -1
+            return out
+        i = np.minimum(np.searchsorted(self._sorted, hm), self._sorted.size - 1)
+        out[miss] = np.where(self._sorted[i] == hm, self._order[i], -1)
         return out
 
 
