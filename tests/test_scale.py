@@ -459,6 +459,22 @@ def test_search_prefilter_keeps_the_best_of_the_general_path(ref, pool, tmp_path
     assert res.facts.select(cols).equals(best.select(cols))
 
 
+@pytest.mark.parametrize("profile", ["haplo-hsct", "nk-cell-therapy"])
+def test_search_with_rules_reading_other_columns_takes_the_general_path(ref, pool, tmp_path, profile):
+    """The rules first compile against the fast columns; rules that read another column compile against the
+    general pair facts and the search takes the general path, as when it is forced."""
+    reg = simulate_registry(60, 3, pool=pool)
+    path = tmp_path / "reg.parquet"
+    reg.write_parquet(path)
+    patient = person_from_gl("PT", "A*02:01+A*24:02^B*07:02+B*44:02", nomenclature=ref.nomenclature,
+                             relation="patient")
+    res = search_registry(ref, patient, path, profile=profile, top=5)
+    forced = search_registry(ref, patient, path, profile=profile, top=5, force_general=True)
+    assert res.path == "general"
+    assert [c.id for c in res.candidates] == [c.id for c in forced.candidates]
+    assert res.facts.equals(forced.facts)
+
+
 def test_search_reads_the_three_hla_layouts_alike(ref, pool, tmp_path):
     """A_1/A_2 columns, one column per locus ('A*01:01+A*02:01'), or one GL column: the same answer."""
     reg = simulate_registry(150, 3, pool=pool)

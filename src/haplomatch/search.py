@@ -1342,13 +1342,23 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
                 progress(rows_in, batches)
             continue
         if rules is None:
-            probe = general(b.people(rows[:1]))
-            rules = registry_rules(profile, rules_path, dict(probe.schema), overrides)
+            if not force_general and antibodies is None:
+                # the rules compile against the fast columns (their types are pair_facts's) when they read
+                # no other column; else (an InputError) against the general pair facts of one donor
+                fast = FastFacts(ref, patient, reader.slots, settings)
+                try:
+                    rules = registry_rules(profile, rules_path,
+                                           dict(fast.facts(b, rows[:1], set(FAST_COLUMNS)).schema), overrides)
+                except InputError:
+                    rules = None
+            if rules is None:
+                probe = general(b.people(rows[:1]))
+                rules = registry_rules(profile, rules_path, dict(probe.schema), overrides)
             order_rules = _ordering_rules(rules)
             need = ranking_columns(rules)
             pre_cols = _prefix_roots(order_rules)
             use_fast = not force_general and antibodies is None and need <= set(FAST_COLUMNS)
-            if use_fast:
+            if use_fast and fast is None:
                 fast = FastFacts(ref, patient, reader.slots, settings)
         ranked += rows.size
         if use_fast:
