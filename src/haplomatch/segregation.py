@@ -22,6 +22,8 @@ release alleles they can be intersect.
 from __future__ import annotations
 
 import itertools
+import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -49,6 +51,9 @@ class SegregationSettings:
     max_configs: int = 1 << 16
     #: "auto" picks the faster exact search; "joint" / "config" force one (both exact; tests compare them)
     mode: str = "auto"
+    #: False: compute the tables and the joint search from their definition, without the fast paths (slow;
+    #: the answers are the same, which tests check)
+    fast: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,9 @@ class Segregation:
 class _Matcher:
     """Compatibility of typings at the resolution both have (their candidate allele sets intersect)."""
 
+    #: pairs remembered per nomenclature before the memory is cleared (a screen meets millions of pairs)
+    MAX_PAIRS = 1 << 20
+
     def __init__(self, nomenclature: Nomenclature) -> None:
         self.nom = nomenclature
         self._sets: dict[str, frozenset[str]] = {}
@@ -135,6 +143,8 @@ class _Matcher:
                     found.update(self.nom.resolve_one(name).alleles)
                 except UnknownAlleleError:
                     found.add(name)
+            if len(self._sets) > self.MAX_PAIRS:
+                self._sets.clear()
             self._sets[slot] = frozenset(found)
         return self._sets[slot]
 
@@ -146,15 +156,34 @@ class _Matcher:
         key = (x, y)
         hit = self._pairs.get(key)
         if hit is None:
+            if len(self._pairs) > self.MAX_PAIRS:
+                self._pairs.clear()
             hit = self._pairs[key] = self._pairs[(y, x)] = bool(self.alleles(x) & self.alleles(y))
         return hit
 
 
+#: one matcher per nomenclature, so that a loop over many families resolves each slot string once
+_MATCHERS: "weakref.WeakKeyDictionary[Nomenclature, _Matcher]" = weakref.WeakKeyDictionary()
+
+
+def _matcher(nomenclature: Nomenclature) -> _Matcher:
+    try:
+        m = _MATCHERS.get(nomenclature)
+        if m is None:
+            m = _MATCHERS[nomenclature] = _Matcher(nomenclature)
+        return m
+    except TypeError:  # not weakly referable or hashable: a matcher for this call only
+        return _Matcher(nomenclature)
+
+
 def _genotypes(t: LocusTyping | None) -> list[tuple[str | None, str | None]]:
     """Genotype alternatives as pairs of slot strings (None = open slot)."""
-    if t is None or not t.typed:
+    if t is None:
         return []
-    return [(("/".join(a) or None), ("/".join(b) or None)) for a, b in t.genotypes]
+    gs = t.genotypes
+    if not any(a or b for a, b in gs):  # not t.typed
+        return []
+    return [(("/".join(a) or None), ("/".join(b) or None)) for a, b in gs]
 
 
 @dataclass
@@ -164,10 +193,97 @@ class _Member:
     radix: int
 
 
+class _LocusData:
+    """One locus of the search: the parental options and every member's cost table over (F, M, [patient
+    state,] own state). The fast computations also keep what the interpretation reuses: the genotypes of the
+    nuclear family, and for typed parents with full siblings only (``base``) each member's costs under the
+    first option, from which every table follows (option (fi, mi) reads state s ^ (2 fi + mi))."""
+
+    __slots__ = ("fopts", "mopts", "_tables", "total", "gts", "prep", "base", "_base_rows")
+
+    def __init__(self, fopts, mopts, tables=None, gts=None, base=None) -> None:
+        self.fopts: list[tuple[str | None, str | None]] = fopts
+        self.mopts: list[tuple[str | None, str | None]] = mopts
+        self._tables: list[np.ndarray] | None = tables
+        self.total: np.ndarray | None = None  # (F, M, *joint shape), when it was computed
+        self.gts: dict[str, list[tuple[str | None, str | None]]] | None = gts
+        self.prep: tuple | None = None  # what _joint_costs_fast needs
+        self.base: np.ndarray | None = base  # (members, 4)
+        self._base_rows: list[list[float]] | None = None
+
+    @property
+    def tables(self) -> list[np.ndarray]:
+        if self._tables is None:
+            perm = _XOR[: len(self.fopts), : len(self.mopts)]
+            self._tables = [row[perm] for row in self.base]
+        return self._tables
+
+    def best_options(self, members, state: tuple[int, ...]) -> tuple[float, list[tuple[int, int]]]:
+        """The least cost of one joint state and the (father option, mother option) pairs reaching it, in C
+        order."""
+        if self.base is not None:
+            if self._base_rows is None:
+                self._base_rows = self.base.tolist()
+            rows = self._base_rows
+            subs = [(fi, mi, sum(r[s ^ ((fi << 1) | mi)] for r, s in zip(rows, state)))
+                    for fi in range(len(self.fopts)) for mi in range(len(self.mopts))]
+            low = min(c for _, _, c in subs)
+            return low, [(fi, mi) for fi, mi, c in subs if abs(c - low) < 1e-9]
+        if self.total is not None:
+            sub = self.total[(slice(None), slice(None)) + tuple(state)]
+        else:
+            sub = _alpha_costs(members, self.tables, state)
+        low = sub.min()
+        fis, mis = np.nonzero(np.abs(sub - low) < 1e-9)
+        return float(low), list(zip(fis.tolist(), mis.tolist()))
+
+
+_XOR = np.array([[[s ^ ((fi << 1) | mi) for s in range(4)] for mi in range(2)] for fi in range(2)])
+
+
 def _minplus_axis(d: np.ndarray, t: np.ndarray, axis: int) -> np.ndarray:
     dm = np.moveaxis(d, axis, -1)
     out = np.min(dm[..., :, None] + t, axis=-2)
     return np.moveaxis(out, -1, axis)
+
+
+def _minplus_flat(d: np.ndarray, t: np.ndarray, axis: int) -> np.ndarray:
+    """_minplus_axis without moving axes: out[..., b, ...] = min over a of d[..., a, ...] + t[a, b]."""
+    r = t.shape[0]
+    pre = int(np.prod(d.shape[:axis], dtype=np.int64))
+    d3 = d.reshape(pre, r, -1)
+    return (d3[:, :, None, :] + t[None, :, :, None]).min(axis=1).reshape(d.shape)
+
+
+def _exact(settings: SegregationSettings) -> bool:
+    """Whether every sum of costs is exact in floating point (costs are multiples of 1/1024 of moderate size):
+    then any order of summation gives the same number and ties are exact, so the fast computations give
+    exactly the numbers of the reference one. Other settings use the reference computation."""
+    for c in (settings.recombination_cost, settings.unexplained_cost):
+        try:
+            x = float(c) * 1024
+        except (TypeError, ValueError):
+            return False
+        if not (math.isfinite(x) and x.is_integer() and 0 <= x < 2 ** 30):
+            return False
+    return True
+
+
+def _parent_options(gts, free) -> list[tuple[str | None, str | None]]:
+    """A parent's haplotype pairs at a locus: either phase of each genotype; an open slot or an untyped
+    parent takes any value seen in the family, or None (a haplotype no typed person shows)."""
+    if not gts:
+        return list(itertools.product(free, repeat=2))
+    opts: list[tuple[str | None, str | None]] = []
+    for x, y in gts:
+        xs = [x] if x is not None else free
+        ys = [y] if y is not None else free
+        for u in xs:
+            for w in ys:
+                for o in ((u, w), (w, u)):
+                    if o not in opts:
+                        opts.append(o)
+    return opts
 
 
 def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationSettings = SegregationSettings(),
@@ -179,85 +295,33 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
     loci = tuple(loc for loc in HLA_LOCI if pt.hla.get(loc) is not None and pt.hla[loc].typed)
     if not loci:
         raise InputError([Problem("the patient has no HLA typing", file=pt.source_file, row=pt.source_row)])
-    m = _Matcher(nomenclature)
+    m = _matcher(nomenclature)
     members = [_Member(ped.patient, "full", 4)] + [_Member(s, "full", 4) for s in ped.siblings]
     members += [_Member(s, "half_p", 2) for s in ped.paternal_half_siblings]
     members += [_Member(s, "half_m", 2) for s in ped.maternal_half_siblings]
     members += [_Member(s, "grandchild", 2) for s in ped.children]
     shape = tuple(mb.radix for mb in members)
     n_states = int(np.prod(shape))
-    R, U = settings.recombination_cost, settings.unexplained_cost
+    fast = settings.fast and _exact(settings)
 
-    def typing(pid: str, locus: str) -> LocusTyping | None:
-        p = people.get(pid)
-        return p.hla.get(locus) if p is not None else None
+    nuclear = _nuclear_fast(loci, ped, members, people, m, settings.unexplained_cost) if fast else None
+    if nuclear is not None:
+        locus_data = nuclear
+    else:
+        build = _locus_fast if fast else _locus_reference
+        locus_data = [build(locus, ped, members, people, m, settings.unexplained_cost) for locus in loci]
 
-    # -- per-locus cost of every joint state -------------------------------------------------------------
-    locus_data = []
-    costs = []
-    for locus in loci:
-        ids = [ped.father, ped.mother] + [mb.id for mb in members]
-        values: list[str] = []
-        for pid in ids:
-            for g in _genotypes(typing(pid, locus)):
-                for v in g:
-                    if v is not None and v not in values:
-                        values.append(v)
-        free = values + [None]  # None as a parental value: a haplotype no typed person shows ('?')
-
-        def parent_options(pid: str) -> list[tuple[str | None, str | None]]:
-            gts = _genotypes(typing(pid, locus))
-            if not gts:
-                return list(itertools.product(free, repeat=2))
-            opts: list[tuple[str | None, str | None]] = []
-            for x, y in gts:
-                xs = [x] if x is not None else free
-                ys = [y] if y is not None else free
-                for u in xs:
-                    for w in ys:
-                        for o in ((u, w), (w, u)):
-                            if o not in opts:
-                                opts.append(o)
-            return opts
-
-        fopts, mopts = parent_options(ped.father), parent_options(ped.mother)
-        # value match, with None (unseen haplotype) matching no typed allele
-        def vm(slot: str | None, val: str | None) -> bool:
-            return slot is None or (val is not None and m.match(slot, val))
-
-        def geno_cost(pid: str, u: str | None, w: str | None) -> float:
-            gts = _genotypes(typing(pid, locus))
-            if not gts:
-                return 0.0
-            best = 2
-            for x, y in gts:
-                best = min(best, (not vm(x, u)) + (not vm(y, w)), (not vm(y, u)) + (not vm(x, w)))
-            return best * U
-
-        def one_hap_cost(pid: str, u: str | None) -> float:
-            gts = _genotypes(typing(pid, locus))
-            if not gts:
-                return 0.0
-            return 0.0 if any(vm(x, u) or vm(y, u) for x, y in gts) else U
-
-        tables = []  # per member: array over (F, M, [patient state,] own state)
-        for mb in members:
-            if mb.kind == "full":
-                t = np.array([[[geno_cost(mb.id, fo[s >> 1], mo[s & 1]) for s in range(4)] for mo in mopts] for fo in fopts])
-            elif mb.kind == "half_p":
-                t = np.array([[[one_hap_cost(mb.id, fo[b]) for b in range(2)] for mo in mopts] for fo in fopts])
-            elif mb.kind == "half_m":
-                t = np.array([[[one_hap_cost(mb.id, mo[b]) for b in range(2)] for mo in mopts] for fo in fopts])
-            else:  # the patient's child: carries the patient's paternal (0) or maternal (1) haplotype
-                t = np.array([[[[one_hap_cost(mb.id, fo[sp >> 1] if b == 0 else mo[sp & 1]) for b in range(2)]
-                                for sp in range(4)] for mo in mopts] for fo in fopts])
-            tables.append(t)
-        locus_data.append((fopts, mopts, tables))
-
-    n_configs = int(np.prod([len(f) * len(mo) for f, mo, _ in locus_data], dtype=float))
+    n_configs = int(np.prod([len(ld.fopts) * len(ld.mopts) for ld in locus_data], dtype=float))
     if settings.mode == "joint" or (settings.mode == "auto" and (
             n_states <= 4096 or (n_states <= settings.max_states and n_configs > settings.max_configs))):
-        paths, best, overflow = _joint_search(members, shape, locus_data, settings)
+        shortcut = fast and settings.recombination_cost > 0
+        found = _constant_paths_nuclear(locus_data, settings) if nuclear is not None and shortcut else None
+        if found is not None:
+            paths, best, overflow = found
+        else:
+            costs = [_joint_costs_fast(ld, members, shape) for ld in locus_data] if fast else None
+            paths, best, overflow = _joint_search(members, shape, locus_data, settings, costs, fast=fast,
+                                                  shortcut=shortcut and nuclear is None)
     elif n_configs <= settings.max_configs:
         paths, best, overflow = _config_search(members, locus_data, settings)
     else:
@@ -266,6 +330,311 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
             "parental phase configurations): type the parents, or split the family", column="relation")])
     paths = _merge_mirrors(paths, members, ped, people)
     return _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m, settings)
+
+
+def _nuclear_fast(loci, ped, members, people, m: _Matcher, U: float) -> list[_LocusData] | None:
+    """The common case, or None: full siblings only, both parents in the file and typed at every locus with
+    one genotype and no open slot. The options of a parent are then its genotype in either phase, and each
+    member's table follows from its costs under the first option (``base``): option (fi, mi) reads state
+    s ^ (2 fi + mi). The costs of every member at every locus are computed at once from, per distinct slot
+    string, whether it matches each of the four parental values."""
+    father, mother = people.get(ped.father), people.get(ped.mother)
+    if father is None or mother is None or any(mb.kind != "full" for mb in members):
+        return None
+    k = len(members)
+    out: list[_LocusData] = []
+    rows_x: list[tuple[bool, ...]] = []
+    rows_y: list[tuple[bool, ...]] = []
+    owners: list[int] = []
+    everything = (True, True, True, True)
+    for li, locus in enumerate(loci):
+        gf, gm = _genotypes(father.hla.get(locus)), _genotypes(mother.hla.get(locus))
+        if len(gf) != 1 or len(gm) != 1 or None in gf[0] or None in gm[0]:
+            return None
+        (f0, f1), (m0, m1) = gf[0], gm[0]
+        pv = (f0, f1, m0, m1)
+        bits: dict[str | None, tuple[bool, ...]] = {None: everything}  # an open slot is explained by anything
+        gts = {ped.father: gf, ped.mother: gm}
+        for i, mb in enumerate(members):
+            g = gts[mb.id] = _genotypes(people[mb.id].hla.get(locus))
+            for x, y in g:
+                bx = bits.get(x)
+                if bx is None:
+                    bx = bits[x] = tuple([m.match(x, v) for v in pv])
+                by = bits.get(y)
+                if by is None:
+                    by = bits[y] = tuple([m.match(y, v) for v in pv])
+                rows_x.append(bx)
+                rows_y.append(by)
+                owners.append(li * k + i)
+        out.append(_LocusData([(f0, f1)] if f0 == f1 else [(f0, f1), (f1, f0)],
+                              [(m0, m1)] if m0 == m1 else [(m0, m1), (m1, m0)], gts=gts))
+    base = np.zeros((len(loci) * k, 4))
+    if owners:
+        mx = 1.0 - np.array(rows_x, dtype=float)  # (genotypes, 4): slot x unexplained by father 0, 1, mother 0, 1
+        my = 1.0 - np.array(rows_y, dtype=float)
+        # state s: the father's value s >> 1 and the mother's s & 1, in either orientation of the genotype
+        c = np.minimum(mx[:, _P4] + my[:, _Q4 + 2], my[:, _P4] + mx[:, _Q4 + 2])
+        starts = [j for j in range(len(owners)) if j == 0 or owners[j] != owners[j - 1]]
+        if len(starts) < len(owners):
+            c = np.minimum.reduceat(c, starts, axis=0)
+        base[[owners[j] for j in starts]] = c * U
+    base = base.reshape(len(loci), k, 4)
+    for li, ld in enumerate(out):
+        ld.base = base[li]
+    return out
+
+
+def _constant_paths_nuclear(locus_data: list[_LocusData], settings, limit: int = 1 << 14):
+    """The joint search's answer when some joint state is optimal at every locus on its own (else None).
+
+    A path costs at least the sum over loci of the least cost of a joint state there, and reaches it only by
+    staying in one joint state (any change pays a recombination, cost > 0) that is optimal at every locus:
+    then those states are exactly the solutions, listed as the backtracking lists them (C order). The least
+    cost at a locus is the least over the parental options of the sum of each member's least cost (given the
+    option, members are independent), and the joint states reaching it are, per option reaching it, the
+    product of each member's best states."""
+    k = locus_data[0].base.shape[0]
+    L = len(locus_data)
+    base = np.stack([ld.base for ld in locus_data])  # (L, k, 4)
+    T = base[:, :, _XOR.reshape(4, 4)].transpose(0, 2, 1, 3).copy()  # (L, option 2 fi + mi, member, state)
+    T[0, :, 0, 1:] = np.inf  # the patient is in state 0 (haplotypes a and c) at the first locus
+    low = T.min(axis=3)  # (L, options, k)
+    cost = low.sum(axis=2)
+    for li, ld in enumerate(locus_data):
+        if len(ld.fopts) == 1:
+            cost[li, 2:] = np.inf
+        if len(ld.mopts) == 1:
+            cost[li, 1::2] = np.inf
+    least = cost.min(axis=1)
+    masks = ((T == low[..., None]) * np.array([1, 2, 4, 8])).sum(axis=3).tolist()  # best states as bits
+    good = (cost == least[:, None]).tolist()
+    # joint states optimal at every locus, with the patient in state 0: unions of products of per-member sets
+    current = {(1,) + (15,) * (k - 1)}
+    for li in range(L):
+        nxt = set()
+        for prod in current:
+            for o in range(4):
+                if good[li][o]:
+                    q = tuple(a & b for a, b in zip(prod, masks[li][o]))
+                    if all(q):
+                        nxt.add(q)
+        if not nxt or len(nxt) > 64:
+            return None
+        current = nxt
+    states: set[tuple[int, ...]] = set()
+    for prod in current:
+        size = 1
+        for a in prod:
+            size *= bin(a).count("1")
+        if len(states) + size > limit:
+            return None
+        states.update(itertools.product(*[[s for s in range(4) if a >> s & 1] for a in prod]))
+    ordered = sorted(states)
+    best = 0.0
+    for x in least.tolist():
+        best += x
+    paths = [[st] * L for st in ordered[: settings.max_solutions]]
+    return paths, best, len(ordered) > settings.max_solutions
+
+
+
+def _locus_reference(locus, ped, members, people, m: _Matcher, U: float) -> _LocusData:
+    """The cost tables at one locus, computed directly from their definition (the reference computation)."""
+
+    def typing(pid: str) -> LocusTyping | None:
+        p = people.get(pid)
+        return p.hla.get(locus) if p is not None else None
+
+    ids = [ped.father, ped.mother] + [mb.id for mb in members]
+    values: list[str] = []
+    for pid in ids:
+        for g in _genotypes(typing(pid)):
+            for v in g:
+                if v is not None and v not in values:
+                    values.append(v)
+    free = values + [None]  # None as a parental value: a haplotype no typed person shows ('?')
+    fopts, mopts = _parent_options(_genotypes(typing(ped.father)), free), _parent_options(_genotypes(typing(ped.mother)), free)
+
+    # value match, with None (unseen haplotype) matching no typed allele
+    def vm(slot: str | None, val: str | None) -> bool:
+        return slot is None or (val is not None and m.match(slot, val))
+
+    def geno_cost(pid: str, u: str | None, w: str | None) -> float:
+        gts = _genotypes(typing(pid))
+        if not gts:
+            return 0.0
+        best = 2
+        for x, y in gts:
+            best = min(best, (not vm(x, u)) + (not vm(y, w)), (not vm(y, u)) + (not vm(x, w)))
+        return best * U
+
+    def one_hap_cost(pid: str, u: str | None) -> float:
+        gts = _genotypes(typing(pid))
+        if not gts:
+            return 0.0
+        return 0.0 if any(vm(x, u) or vm(y, u) for x, y in gts) else U
+
+    tables = []  # per member: array over (F, M, [patient state,] own state)
+    for mb in members:
+        if mb.kind == "full":
+            t = np.array([[[geno_cost(mb.id, fo[s >> 1], mo[s & 1]) for s in range(4)] for mo in mopts] for fo in fopts])
+        elif mb.kind == "half_p":
+            t = np.array([[[one_hap_cost(mb.id, fo[b]) for b in range(2)] for mo in mopts] for fo in fopts])
+        elif mb.kind == "half_m":
+            t = np.array([[[one_hap_cost(mb.id, mo[b]) for b in range(2)] for mo in mopts] for fo in fopts])
+        else:  # the patient's child: carries the patient's paternal (0) or maternal (1) haplotype
+            t = np.array([[[[one_hap_cost(mb.id, fo[sp >> 1] if b == 0 else mo[sp & 1]) for b in range(2)]
+                            for sp in range(4)] for mo in mopts] for fo in fopts])
+        tables.append(t)
+    return _LocusData(fopts, mopts, tables)
+
+
+_P4 = np.array([0, 0, 1, 1])  # state s of a full child: father's haplotype s >> 1, mother's s & 1
+_Q4 = np.array([0, 1, 0, 1])
+
+
+def _locus_fast(locus, ped, members, people, m: _Matcher, U: float) -> _LocusData:
+    """The same tables as _locus_reference (same options in the same order, same numbers), built with array
+    operations from one small slot × value match matrix instead of a match call per table cell."""
+    gts: dict[str, list] = {}
+    for pid in [ped.father, ped.mother] + [mb.id for mb in members]:
+        p = people.get(pid)
+        gts[pid] = _genotypes(p.hla.get(locus) if p is not None else None)
+    index: dict[str, int] = {}
+    for g in gts.values():  # insertion order: father, mother, members (as the reference)
+        for x, y in g:
+            for v in (x, y):
+                if v is not None and v not in index:
+                    index[v] = len(index)
+    values = list(index)
+    free = values + [None]
+    W = len(free)
+    NONE = W - 1
+    fopts, mopts = _parent_options(gts[ped.father], free), _parent_options(gts[ped.mother], free)
+    fa = np.array([[NONE if v is None else index[v] for v in o] for o in fopts], dtype=np.intp)
+    ma = np.array([[NONE if v is None else index[v] for v in o] for o in mopts], dtype=np.intp)
+    nF, nM = len(fopts), len(mopts)
+
+    # ok[slot, value]: a typed slot is explained by a parental value (an open slot by anything; the unseen
+    # value None explains no typed slot). Only the columns of values some parental option takes are needed.
+    ok = [[False] * W for _ in range(W)]
+    ok[NONE] = [True] * W
+    cols = sorted(set(fa.ravel().tolist()) | set(ma.ravel().tolist()))
+    for j in cols:
+        if j == NONE:
+            continue
+        vj = values[j]
+        for i, vi in enumerate(values):
+            ok[i][j] = i == j or m.match(vi, vj)
+    miss = 1.0 - np.array(ok, dtype=float)  # 1 where the slot is left unexplained
+
+    k = len(members)
+    tables: list[np.ndarray] = [None] * k  # type: ignore[list-item]
+    # full children: all genotype alternatives at once, then the best alternative per child
+    rows_x, rows_y, owners = [], [], []
+    hv: dict[int, np.ndarray] = {}  # one-haplotype cost per parental value (half-siblings, the patient's children)
+    for i, mb in enumerate(members):
+        g = gts[mb.id]
+        if mb.kind == "full":
+            for x, y in g:
+                rows_x.append(NONE if x is None else index[x])
+                rows_y.append(NONE if y is None else index[y])
+                owners.append(i)
+            if not g:
+                tables[i] = np.zeros((nF, nM, 4))
+        elif g:
+            slots = [NONE if v is None else index[v] for pair in g for v in pair]
+            hv[i] = U * miss[slots].min(axis=0)
+        else:
+            tables[i] = np.zeros((nF, nM) + ((4, 2) if mb.kind == "grandchild" else (2,)))
+    if rows_x:
+        mx, my = miss[rows_x], miss[rows_y]  # (genotypes, W)
+        ui, wi = fa[:, _P4], ma[:, _Q4]  # (F, 4), (M, 4): the father's and mother's value in each state
+        c = np.minimum(mx[:, ui][:, :, None, :] + my[:, wi][:, None, :, :],
+                       my[:, ui][:, :, None, :] + mx[:, wi][:, None, :, :])  # (genotypes, F, M, 4)
+        starts = [j for j in range(len(owners)) if j == 0 or owners[j] != owners[j - 1]]
+        if len(starts) < len(owners):
+            c = np.minimum.reduceat(c, starts, axis=0)
+        c = c * U
+        for j, s in enumerate(starts):
+            tables[owners[s]] = c[j]
+    for i, h in hv.items():
+        kind = members[i].kind
+        if kind == "half_p":
+            tables[i] = np.repeat(h[fa][:, None, :], nM, axis=1)
+        elif kind == "half_m":
+            tables[i] = np.repeat(h[ma][None, :, :], nF, axis=0)
+        else:
+            t = np.empty((nF, nM, 4, 2))
+            t[:, :, :, 0] = h[fa[:, _P4]][:, None, :]
+            t[:, :, :, 1] = h[ma[:, _Q4]][None, :, :]
+            tables[i] = t
+    ld = _LocusData(fopts, mopts, tables, gts=gts)
+    ld.prep = (fa, ma, miss, hv, NONE, not gts[ped.father], not gts[ped.mother], U, index)
+    return ld
+
+
+def _joint_costs_fast(ld: _LocusData, members, shape) -> np.ndarray:
+    """The cost of every joint state at one locus (the minimum over the parental options), as
+    _totals(...).min() of the reference. Where a parent is untyped (any pair of values), the minimum is taken
+    per value: the children who received its first haplotype and those who received its second constrain the
+    two values independently, so min over (u, w) = min over u + min over w."""
+    if ld.prep is None or not (ld.prep[5] or ld.prep[6]):  # both parents typed: few options
+
+        ld.total = _totals(members, shape, ld.tables)
+        return ld.total.reshape(-1, *shape).min(axis=0)
+    fa, ma, miss, hv, NONE, f_free, m_free, U, index = ld.prep
+    # The mother if she is untyped (else the father) is the free parent; the other one's options are
+    # enumerated. Per option o of the enumerated parent: cost = P + min_v Q[0][..., v] + min_v Q[1][..., v],
+    # P what does not depend on the free parent, Q[h] what depends on the value v of its haplotype h.
+    sep_m = m_free
+    oa = fa if sep_m else ma
+    nO, W, k = len(oa), miss.shape[0], len(members)
+    P = np.zeros((nO,) + shape)
+    Q = np.zeros((2, nO) + shape + (W,))
+    gts = ld.gts
+    for i, mb in enumerate(members):
+        g = gts[mb.id]
+        if not g:
+            continue
+        if mb.kind == "full":
+            xs = [NONE if x is None else index[x] for x, _ in g]
+            ys = [NONE if y is None else index[y] for _, y in g]
+            mx, my = miss[xs], miss[ys]  # (genotypes, W)
+            # G[o, e, v]: the child's cost when it has haplotype e of the enumerated parent (option o) and the
+            # value v from the free parent (the genotype cost is symmetric in the two parental values)
+            G = np.minimum(mx[:, oa][:, :, :, None] + my[:, None, None, :],
+                           my[:, oa][:, :, :, None] + mx[:, None, None, :]).min(axis=0) * U
+            for s in range(4):
+                e, f = (s >> 1, s & 1) if sep_m else (s & 1, s >> 1)
+                sel = [slice(None)] * (1 + k)
+                sel[1 + i] = s
+                Q[(f,) + tuple(sel)] += G[:, e, :].reshape([nO] + [1] * (k - 1) + [W])
+            continue
+        h = hv[i]
+        if mb.kind in ("half_p", "half_m"):
+            enumerated = (mb.kind == "half_p") == sep_m  # the half-sibling's parent is the enumerated one
+            for b in range(2):
+                sel = [slice(None)] * (1 + k)
+                sel[1 + i] = b
+                if enumerated:
+                    P[tuple(sel)] += h[oa[:, b]].reshape([nO] + [1] * (k - 1))
+                else:
+                    Q[(b,) + tuple(sel)] += h
+        else:  # the patient's child: b = 0 the patient's paternal haplotype, b = 1 the maternal one
+            for sp in range(4):
+                for b in range(2):
+                    from_father = b == 0
+                    bit = sp >> 1 if from_father else sp & 1
+                    sel = [slice(None)] * (1 + k)
+                    sel[1] = sp
+                    sel[1 + i] = b
+                    if from_father == sep_m:  # the enumerated parent's haplotype
+                        P[tuple(sel)] += h[oa[:, bit]].reshape([nO] + [1] * (k - 2))
+                    else:
+                        Q[(bit,) + tuple(sel)] += h
+    return (P + Q[0].min(axis=-1) + Q[1].min(axis=-1)).min(axis=0)
 
 
 def _totals(members, shape, tables) -> np.ndarray:
@@ -295,11 +664,30 @@ def _transition(mb: _Member, R: float) -> np.ndarray:
     return np.array([[0.0 if a == b else R for b in range(2)] for a in range(2)])
 
 
-def _joint_search(members, shape, locus_data, settings):
-    """Viterbi over loci on the joint inheritance state of all children (exact; any parental typing)."""
+def _joint_search(members, shape, locus_data, settings, costs=None, fast=False, shortcut=False):
+    """Viterbi over loci on the joint inheritance state of all children (exact; any parental typing).
+
+    Solutions are listed as the backtracking finds them: by last state, then the state before, and so on
+    (each in C order), at most max_solutions of them. ``shortcut`` (exact costs, recombination cost > 0):
+    when some joint state is optimal at every locus on its own, the solutions are exactly those states held
+    at every locus (a path costs at least the sum of the per-locus minima, and only a path without a
+    change of state pays no recombination), listed in the same order, and the Viterbi pass is not needed."""
     R = settings.recombination_cost
-    costs = [_totals(members, shape, tables).reshape(-1, *shape).min(axis=0) for _, _, tables in locus_data]
+    if costs is None:
+        costs = [_totals(members, shape, ld.tables).reshape(-1, *shape).min(axis=0) for ld in locus_data]
+    if shortcut:
+        keep = costs[0][0] == costs[0][0].min()  # the patient's state at the first locus is 0 (a, c)
+        best = float(costs[0][0].min())
+        for c in costs[1:]:
+            low = c.min()
+            keep &= c[0] == low
+            best += float(low)
+        if keep.any():
+            states = [(0,) + tuple(int(x) for x in st) for st in zip(*np.nonzero(keep))]
+            overflow = len(states) > settings.max_solutions
+            return [[st] * len(costs) for st in states[: settings.max_solutions]], best, overflow
     trans = [_transition(mb, R) for mb in members]
+    minplus = _minplus_flat if fast else _minplus_axis
     first = costs[0].copy()
     mask = np.full(shape, np.inf)
     mask[(0,) + (slice(None),) * (len(shape) - 1)] = 0.0  # label the patient's haplotypes a and c
@@ -307,7 +695,7 @@ def _joint_search(members, shape, locus_data, settings):
     for li in range(1, len(costs)):
         prev = d[-1]
         for ax, t in enumerate(trans):
-            prev = _minplus_axis(prev, t, ax)
+            prev = minplus(prev, t, ax)
         d.append(prev + costs[li])
     best = float(d[-1].min())
     eps = 1e-9
@@ -348,7 +736,7 @@ def _config_search(members, locus_data, settings):
     path independently (children are independent given their parents' haplotypes). Vectorised over configs."""
     R = settings.recombination_cost
     L = len(locus_data)
-    sizes = [len(f) * len(mo) for f, mo, _ in locus_data]
+    sizes = [len(ld.fopts) * len(ld.mopts) for ld in locus_data]
     grids = np.stack(np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij"), -1).reshape(-1, L)
     # units: the patient with his/her own children (their costs depend on the patient's state), then each other child
     kids = [i for i, mb in enumerate(members) if mb.kind == "grandchild"]
@@ -358,7 +746,8 @@ def _config_search(members, locus_data, settings):
         """Per locus: cost array (n_alpha, unit states) and the unit's state shape."""
         shapes = tuple(members[i].radix for i in unit)
         out = []
-        for f, mo, tables in locus_data:
+        for ld in locus_data:
+            f, mo, tables = ld.fopts, ld.mopts, ld.tables
             nA = len(f) * len(mo)
             acc = np.zeros((len(f), len(mo)) + shapes)
             for j, i in enumerate(unit):
@@ -467,28 +856,34 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
     people = {p.id: p for p in family.people}
     pt = people[ped.patient]
     idx = {mb.id: i for i, mb in enumerate(members)}
+    typed_at = {p.id: {loc for loc, t in p.hla.items() if t is not None and t.typed} for p in family.people}
     notes: list[str] = []
-    if all(ped.is_virtual(n) or not any(t.typed for t in people[n].hla.values()) for n in (ped.father, ped.mother)):
+    if all(ped.is_virtual(n) or not typed_at[n] for n in (ped.father, ped.mother)):
         notes.append("no parent is typed: which haplotypes are paternal (a, b) and which maternal (c, d) cannot be told")
     if ped.is_virtual(ped.father) or ped.is_virtual(ped.mother):
         missing = [w for w, n in (("father", ped.father), ("mother", ped.mother)) if ped.is_virtual(n)]
         notes.append(f"{' and '.join(missing)} not in the file: their haplotypes are reconstructed from the children")
     for w, n in (("father", ped.father), ("mother", ped.mother)):
         p = people.get(n)
-        if p is not None and not any(t.typed for t in p.hla.values()):
+        if p is not None and not typed_at[n]:
             notes.append(f"the {w} ({n}) is not typed: haplotypes reconstructed from the children")
 
-    def states_at(path, li, pid):
-        return path[li][idx[pid]]
+    options: dict[tuple[int, tuple[int, ...]], tuple[float, list[tuple[int, int]]]] = {}
+
+    def best_options(li: int, st: tuple[int, ...]) -> tuple[float, list[tuple[int, int]]]:
+        """The least cost of joint state st at locus li, and the (father option, mother option) pairs that
+        reach it, in C order."""
+        hit = options.get((li, st))
+        if hit is None:
+            hit = options[(li, st)] = locus_data[li].best_options(members, st)
+        return hit
 
     # parental haplotype alleles per solution (the first solution is reported; others widen the sets)
     haps: dict[str, dict[str, set]] = {h: {loc: set() for loc in loci} for h in "abcd"}
     for path in paths:
         for li, locus in enumerate(loci):
-            fopts, mopts, tables = locus_data[li]
-            st = path[li]
-            sub = _alpha_costs(members, tables, st)
-            for fi, mi in zip(*np.nonzero(np.abs(sub - sub.min()) < 1e-9)):
+            fopts, mopts = locus_data[li].fopts, locus_data[li].mopts
+            for fi, mi in best_options(li, path[li])[1]:
                 for lab, val in zip("ab", fopts[fi]):
                     haps[lab][locus].add(val)
                 for lab, val in zip("cd", mopts[mi]):
@@ -524,8 +919,7 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
     # recombinants (first solution), located between the typed loci around the switch
     recombinants = []
     for mb in members:
-        p = people[mb.id]
-        typed = [li for li, loc in enumerate(loci) if p.hla.get(loc) is not None and p.hla[loc].typed]
+        typed = [li for li, loc in enumerate(loci) if loc in typed_at[mb.id]]
         for side, fn in (("paternal", lambda s: s >> 1 if mb.radix == 4 else s), ("maternal", lambda s: s & 1)):
             if mb.radix == 2 and side == "maternal":
                 continue
@@ -534,7 +928,8 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
                     side_name = side if mb.kind in ("full", "half_p") else ("maternal" if mb.kind == "half_m" else "from the patient")
                     recombinants.append(Recombinant(mb.id, side_name, (loci[a], loci[b])))
 
-    conflicts = _conflicts(ped, members, loci, locus_data, path0, people, m)
+    conflicts = _conflicts(ped, members, loci, locus_data, path0, people, m,
+                           best_options if settings.fast and settings.unexplained_cost > 0 else None)
 
     # relationships
     rels = []
@@ -548,13 +943,14 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
             by_solution.setdefault(mb.id, set()).add(_sharing(mb, path, loci, idx, hom_f, hom_m))
     pt_loci = set(loci)
     for mb in members[1:]:
-        ibs = {loc: _ibs(pt, people[mb.id], loc, m) for loc in loci}
-        rels.append(_relationship(people[mb.id], mb, by_solution[mb.id], loci, pt_loci, overflow, ibs))
+        ibs = {loc: _ibs(pt, people[mb.id], loc, m, locus_data[li].gts) for li, loc in enumerate(loci)}
+        rels.append(_relationship(people[mb.id], mb, by_solution[mb.id], loci, pt_loci, overflow, ibs,
+                                  tuple(loc for loc in loci if loc in typed_at[mb.id])))
     for n, lab in ((ped.father, "a"), (ped.mother, "c")):
         p = people.get(n)
         if p is None:
             continue
-        typed = tuple(loc for loc in loci if p.hla.get(loc) is not None and p.hla[loc].typed)
+        typed = tuple(loc for loc in loci if loc in typed_at[n])
         rels.append(Relationship(
             n, p.relation, 1, "haploidentical", (lab,), True, typed, len(typed) < len(loci), True,
             f"a parent passes one haplotype to every child: the patient inherited haplotype {lab} from {n}"
@@ -564,7 +960,10 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
     for oid in ped.others:
         p = people[oid]
         rels.append(_by_state(p, pat_hap, mat_hap, pt, loci, m))
-    rels.sort(key=lambda r: [x.id for x in family.people].index(r.id) if r.id in people else 99)
+    order: dict[str, int] = {}
+    for i, x in enumerate(family.people):
+        order.setdefault(x.id, i)
+    rels.sort(key=lambda r: order[r.id] if r.id in people else 99)
     unique = not overflow and all(r.klass != "undetermined" for r in rels if r.by_descent)
     if overflow:
         notes.append(f"more than {settings.max_solutions} equally good solutions: the family does not determine them")
@@ -604,9 +1003,13 @@ def _classify(counts: dict[str, int]) -> tuple[int | None, Klass, bool]:
     return low, klass, min(counts.values()) == max(counts.values())
 
 
-def _ibs(a, b, locus: str, m: _Matcher) -> int | None:
-    """How many alleles two people share by state at a locus (best pairing of their slots; None if untyped)."""
-    ga, gb = _genotypes(a.hla.get(locus)), _genotypes(b.hla.get(locus))
+def _ibs(a, b, locus: str, m: _Matcher, gts: dict | None = None) -> int | None:
+    """How many alleles two people share by state at a locus (best pairing of their slots; None if untyped).
+    ``gts``: the genotypes at the locus already computed, by person id."""
+    if gts is not None and a.id in gts and b.id in gts:
+        ga, gb = gts[a.id], gts[b.id]
+    else:
+        ga, gb = _genotypes(a.hla.get(locus)), _genotypes(b.hla.get(locus))
     if not ga or not gb:
         return None
     best = 0
@@ -616,8 +1019,10 @@ def _ibs(a, b, locus: str, m: _Matcher) -> int | None:
     return best
 
 
-def _relationship(p, mb, solutions: set, loci, pt_loci, overflow, ibs: dict | None = None) -> Relationship:
-    typed = tuple(loc for loc in loci if p.hla.get(loc) is not None and p.hla[loc].typed)
+def _relationship(p, mb, solutions: set, loci, pt_loci, overflow, ibs: dict | None = None,
+                  typed: tuple[str, ...] | None = None) -> Relationship:
+    if typed is None:
+        typed = tuple(loc for loc in loci if p.hla.get(loc) is not None and p.hla[loc].typed)
     capped: set[str] = set()
     if ibs:
         # never claim more sharing at a locus than the typed alleles show (an unexplained allele there)
@@ -696,29 +1101,34 @@ def _by_state(p, pat_hap, mat_hap, pt, loci, m: _Matcher) -> Relationship:
     return Relationship(p.id, p.relation, shared, klass, labels, None, typed, len(typed) < len(loci), False, ev)
 
 
-def _conflicts(ped, members, loci, locus_data, path, people, m: _Matcher) -> list[Conflict]:
+def _conflicts(ped, members, loci, locus_data, path, people, m: _Matcher, best_options=None) -> list[Conflict]:
     """Unexplained alleles of the best solution, grouped per person and parental side."""
     found: dict[tuple[str, str], list[tuple[str, str]]] = {}
     idx = {mb.id: i for i, mb in enumerate(members)}
+
+    def ok(slot, val):
+        return slot is None or (val is not None and m.match(slot, val))
+
     for li, locus in enumerate(loci):
-        fopts, mopts, tables = locus_data[li]
+        ld = locus_data[li]
         st = path[li]
-        sub = _alpha_costs(members, tables, st)
-        fi, mi = (int(x[0]) for x in np.nonzero(np.abs(sub - sub.min()) < 1e-9))
-        fo, mo = fopts[fi], mopts[mi]
+        if best_options is not None:
+            low, pairs = best_options(li, tuple(st))
+            if low == 0:  # every typed allele is explained (unexplained_cost > 0)
+                continue
+            fi, mi = pairs[0]
+        else:
+            sub = _alpha_costs(members, ld.tables, st)
+            fi, mi = (int(x[0]) for x in np.nonzero(np.abs(sub - sub.min()) < 1e-9))
+        fo, mo = ld.fopts[fi], ld.mopts[mi]
         for mb in members:
             if mb.kind != "full":
                 continue
-            t = people[mb.id].hla.get(locus)
-            gts = _genotypes(t)
+            gts = ld.gts[mb.id] if ld.gts is not None else _genotypes(people[mb.id].hla.get(locus))
             if not gts:
                 continue
             s = st[idx[mb.id]]
             u, w = fo[s >> 1], mo[s & 1]
-
-            def ok(slot, val):
-                return slot is None or (val is not None and m.match(slot, val))
-
             best = None
             for x, y in gts:
                 for a, b in ((x, y), (y, x)):
