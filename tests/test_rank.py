@@ -174,3 +174,16 @@ def test_strong_dsa_against_the_best_matched_parent():
     assert "B7 (8200 MFI)" in e["text"] and "5000" in e["text"]
     assert e["source"].startswith("Ciurea SO et al. Bone Marrow Transplant 2018")
     assert order(doc) == ["M", "F"]
+
+
+def test_pair_facts_of_no_pairs_has_the_columns_of_one(ref):
+    """An empty pair table (a batch with no candidates) gives no rows, with the same columns and types."""
+    from haplomatch.pairfacts import pair_facts
+    from haplomatch.persons import pair_frame, people_frame, person_from_gl
+
+    patient = people_frame([person_from_gl("P", "A*02:01+A*24:02^B*07:02+B*44:02", relation="patient")])
+    donor = people_frame([person_from_gl("D", "A*02:01+A*01:01^B*07:02+B*08:01")])
+    one = pair_facts(ref, pair_frame(patient, donor), None)
+    none = pair_facts(ref, pair_frame(patient, donor.clear()), None)
+    assert none.height == 0 and none.schema == one.schema
+    assert one["gvh_A"][0] == 1 and one["hvg_B"][0] == 1

@@ -63,6 +63,8 @@ def pair_facts(ref: Reference, pairs: pl.DataFrame, segregation: pl.DataFrame | 
                settings: FactSettings = FactSettings(), *, by_patient_id: bool = False) -> pl.DataFrame:
     """All pair facts for a pair table (vectorised). ``segregation`` rows (``family_id``, ``id``) are joined
     on the donor; without them the class columns are null with a reason (unrelated donors)."""
+    if pairs.height == 0:  # polars cannot broadcast list literals onto no rows: the columns of one blank pair
+        return pair_facts(ref, pairs.clear(1), segregation, antibodies, settings, by_patient_id=by_patient_id).clear()
     out = nk_pair_facts(ref, pairs, settings.nk)
     out = compat_pair_facts(ref, out, settings.compat)
     if antibodies is not None:
