@@ -531,7 +531,7 @@ def test_search_command(ref, pool, tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["candidates"][0]["id"] == d["donor_id"] and doc["rows_in"] == 200
-    assert "8/8" in doc["candidates"][0]["summary"]
+    assert doc["candidates"][0]["summary"].startswith("unrelated; HLA 8/8 bidirectional; ")  # no family class
     assert all(e["source"] for c in doc["candidates"] for e in c["explanation"])
     assert pl.read_csv(out).height == 5
     r = CliRunner().invoke(search_cmd, ["--patient", gl, "--donors", str(path), "--top", "3"])

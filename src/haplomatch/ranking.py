@@ -169,7 +169,8 @@ def _plain(v: Any) -> Any:
 
 
 def summary(row: dict[str, Any]) -> str:
-    parts = [f"{row.get('hla_class') or 'class unknown'}"]
+    # an unrelated donor has no family class: say so, rather than "unknown"
+    parts = [row.get("hla_class") or ("unrelated" if row.get("relation") == "unrelated" else "class unknown")]
     if row.get("grade8_bi_text"):
         parts.append(f"HLA {row['grade8_bi_text']} bidirectional")
     if row.get("dsa_category"):

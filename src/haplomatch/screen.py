@@ -119,7 +119,8 @@ def summary_expr(excluded: pl.Expr) -> pl.Expr:
 
     mfi = col("dsa_max_mfi")
     parts = [
-        pl.coalesce(col("hla_class"), pl.lit("class unknown")),
+        pl.coalesce(col("hla_class"), pl.when(col("relation") == "unrelated").then(pl.lit("unrelated")),
+                    pl.lit("class unknown")),
         pl.when(col("grade8_bi_text").is_not_null() & (col("grade8_bi_text") != ""))
         .then(pl.lit("HLA ") + col("grade8_bi_text") + pl.lit(" bidirectional")),
         pl.when(col("dsa_category").is_not_null() & (col("dsa_category") != ""))
