@@ -315,13 +315,18 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
     if settings.mode == "joint" or (settings.mode == "auto" and (
             n_states <= 4096 or (n_states <= settings.max_states and n_configs > settings.max_configs))):
         shortcut = fast and settings.recombination_cost > 0
-        found = _constant_paths_nuclear(locus_data, settings) if nuclear is not None and shortcut else None
+        found = None
+        if shortcut and nuclear is not None:
+            found = _constant_paths_nuclear(locus_data, settings)
+        elif shortcut and all(mb.kind == "full" for mb in members):
+            picks = [_locus_choices(ld, li == 0) for li, ld in enumerate(locus_data)]
+            found = _constant_paths([x for x, _ in picks], [c for _, c in picks], len(members), settings)
         if found is not None:
             paths, best, overflow = found
         else:
             costs = [_joint_costs_fast(ld, members, shape) for ld in locus_data] if fast else None
             paths, best, overflow = _joint_search(members, shape, locus_data, settings, costs, fast=fast,
-                                                  shortcut=shortcut and nuclear is None)
+                                                  shortcut=shortcut and any(mb.kind != "full" for mb in members))
     elif n_configs <= settings.max_configs:
         paths, best, overflow = _config_search(members, locus_data, settings)
     else:
@@ -385,17 +390,9 @@ def _nuclear_fast(loci, ped, members, people, m: _Matcher, U: float) -> list[_Lo
     return out
 
 
-def _constant_paths_nuclear(locus_data: list[_LocusData], settings, limit: int = 1 << 14):
-    """The joint search's answer when some joint state is optimal at every locus on its own (else None).
-
-    A path costs at least the sum over loci of the least cost of a joint state there, and reaches it only by
-    staying in one joint state (any change pays a recombination, cost > 0) that is optimal at every locus:
-    then those states are exactly the solutions, listed as the backtracking lists them (C order). The least
-    cost at a locus is the least over the parental options of the sum of each member's least cost (given the
-    option, members are independent), and the joint states reaching it are, per option reaching it, the
-    product of each member's best states."""
+def _constant_paths_nuclear(locus_data: list[_LocusData], settings):
+    """_constant_paths for the typed-parents case, every locus at once from the members' base costs."""
     k = locus_data[0].base.shape[0]
-    L = len(locus_data)
     base = np.stack([ld.base for ld in locus_data])  # (L, k, 4)
     T = base[:, :, _XOR.reshape(4, 4)].transpose(0, 2, 1, 3).copy()  # (L, option 2 fi + mi, member, state)
     T[0, :, 0, 1:] = np.inf  # the patient is in state 0 (haplotypes a and c) at the first locus
@@ -407,18 +404,50 @@ def _constant_paths_nuclear(locus_data: list[_LocusData], settings, limit: int =
         if len(ld.mopts) == 1:
             cost[li, 1::2] = np.inf
     least = cost.min(axis=1)
-    masks = ((T == low[..., None]) * np.array([1, 2, 4, 8])).sum(axis=3).tolist()  # best states as bits
+    masks = ((T == low[..., None]) * _BITS).sum(axis=3).tolist()  # each member's best states, as bits
     good = (cost == least[:, None]).tolist()
-    # joint states optimal at every locus, with the patient in state 0: unions of products of per-member sets
-    current = {(1,) + (15,) * (k - 1)}
-    for li in range(L):
+    choices = [{tuple(masks[li][o]) for o in range(4) if good[li][o]} for li in range(len(locus_data))]
+    return _constant_paths(least.tolist(), choices, k, settings)
+
+
+def _locus_choices(ld: _LocusData, first: bool) -> tuple[float, set[tuple[int, ...]]]:
+    """Full siblings only: the least cost of a joint state at one locus, and per parental option reaching it
+    each member's best states (as bits) -- the joint states reaching it are the products of those."""
+    nO = len(ld.fopts) * len(ld.mopts)
+    T = np.stack([t.reshape(nO, 4) for t in ld.tables], axis=1)  # (options, members, states), a new array
+    if first:
+        T[:, 0, 1:] = np.inf  # the patient is in state 0 at the first locus
+    low = T.min(axis=2)
+    cost = low.sum(axis=1)
+    least = cost.min()
+    good = cost == least
+    masks = ((T[good] == low[good][:, :, None]) * _BITS).sum(axis=2)
+    return float(least), set(map(tuple, masks.tolist()))
+
+
+_BITS = np.array([1, 2, 4, 8])
+
+
+def _constant_paths(least: list[float], choices: list[set[tuple[int, ...]]], k: int, settings,
+                    limit: int = 1 << 14):
+    """The joint search's answer when some joint state is optimal at every locus on its own (else None).
+
+    A path costs at least the sum over loci of the least cost of a joint state there (``least``; at the
+    first locus with the patient in state 0), and reaches it only by staying in one joint state (any change
+    pays a recombination, cost > 0) that is optimal at every locus: then those states are exactly the
+    solutions, listed as the backtracking lists them (C order). Given a parental option the members are
+    independent, so the optimal joint states at a locus are, per option reaching the least cost, the product
+    of each member's best states (``choices``: per locus, the per-member state sets as bits)."""
+    current = {(1,) + (15,) * (k - 1)}  # the patient stays in state 0 (haplotypes a and c)
+    for options in choices:
+        if len(options) > 256:
+            return None
         nxt = set()
         for prod in current:
-            for o in range(4):
-                if good[li][o]:
-                    q = tuple(a & b for a, b in zip(prod, masks[li][o]))
-                    if all(q):
-                        nxt.add(q)
+            for mk in options:
+                q = tuple([a & b for a, b in zip(prod, mk)])
+                if all(q):
+                    nxt.add(q)
         if not nxt or len(nxt) > 64:
             return None
         current = nxt
@@ -432,11 +461,10 @@ def _constant_paths_nuclear(locus_data: list[_LocusData], settings, limit: int =
         states.update(itertools.product(*[[s for s in range(4) if a >> s & 1] for a in prod]))
     ordered = sorted(states)
     best = 0.0
-    for x in least.tolist():
+    for x in least:
         best += x
-    paths = [[st] * L for st in ordered[: settings.max_solutions]]
+    paths = [[st] * len(choices) for st in ordered[: settings.max_solutions]]
     return paths, best, len(ordered) > settings.max_solutions
-
 
 
 def _locus_reference(locus, ped, members, people, m: _Matcher, U: float) -> _LocusData:
@@ -512,21 +540,35 @@ def _locus_fast(locus, ped, members, people, m: _Matcher, U: float) -> _LocusDat
     W = len(free)
     NONE = W - 1
     fopts, mopts = _parent_options(gts[ped.father], free), _parent_options(gts[ped.mother], free)
-    fa = np.array([[NONE if v is None else index[v] for v in o] for o in fopts], dtype=np.intp)
-    ma = np.array([[NONE if v is None else index[v] for v in o] for o in mopts], dtype=np.intp)
+    every_pair = np.stack(np.divmod(np.arange(W * W), W), axis=1)  # the options of an untyped parent, by index
+
+    def option_index(gt, opts) -> np.ndarray:
+        if not gt:
+            return every_pair
+        return np.array([[NONE if v is None else index[v] for v in o] for o in opts], dtype=np.intp)
+
+    fa, ma = option_index(gts[ped.father], fopts), option_index(gts[ped.mother], mopts)
     nF, nM = len(fopts), len(mopts)
 
     # ok[slot, value]: a typed slot is explained by a parental value (an open slot by anything; the unseen
     # value None explains no typed slot). Only the columns of values some parental option takes are needed.
     ok = [[False] * W for _ in range(W)]
     ok[NONE] = [True] * W
-    cols = sorted(set(fa.ravel().tolist()) | set(ma.ravel().tolist()))
+    if gts[ped.father] and gts[ped.mother]:
+        cols = sorted(set(fa.ravel().tolist()) | set(ma.ravel().tolist()))
+    else:
+        cols = range(W)
+    pairs = m._pairs
     for j in cols:
         if j == NONE:
             continue
         vj = values[j]
         for i, vi in enumerate(values):
-            ok[i][j] = i == j or m.match(vi, vj)
+            if i == j:
+                ok[i][j] = True
+                continue
+            hit = pairs.get((vi, vj))
+            ok[i][j] = m.match(vi, vj) if hit is None else hit
     miss = 1.0 - np.array(ok, dtype=float)  # 1 where the slot is left unexplained
 
     k = len(members)
