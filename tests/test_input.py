@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from haplomatch.cli import main
 from haplomatch.errors import InputError, Problem
-from haplomatch.hlatyping import check_names, parse_cell
+from haplomatch.hlatyping import check_names, parse_cell, simple_cell
 from haplomatch.mac import read_mac_table
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -231,3 +231,30 @@ def test_family_reader_raises_only_input_error(ref, tmp_path_factory, text):
         read_family_file(f, ref.nomenclature)
     except InputError:
         pass
+
+
+_TOKENS = st.sampled_from(["A*01:01", "A*02:01:01:01", "02:01", "A*24:02N", "A*01:01/A*01:02", "A2", " A*03:01 ",
+                           "", " ", "-", "NA", "XX", "A*01", "B*07:02", "+", ",", ";", "|", "/", "hla-A*11:01"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(parts=st.lists(_TOKENS, min_size=1, max_size=4), two_columns=st.booleans())
+def test_the_quick_reading_of_usual_cells_equals_the_full_reader(parts, two_columns):
+    """simple_cell (the batch reader's shortcut) gives parse_cell's typing whenever it answers, and answers
+    for the usual forms 'X+Y' and two columns X, Y."""
+    if two_columns:
+        value, second = "".join(parts[: len(parts) // 2 or 1]), "".join(parts[len(parts) // 2 or 1:])
+    else:
+        value, second = "+".join(parts[:2]) if len(parts) > 1 else parts[0], None
+    quick = simple_cell(value, "A", second)
+    full, problems = parse_cell(value, "A", second=second)
+    if quick is not None:
+        assert quick == full and not problems
+
+
+def test_the_quick_reading_answers_for_the_usual_forms():
+    assert simple_cell("A*01:01+A*02:01", "A") == parse_cell("A*01:01+A*02:01", "A")[0]
+    assert simple_cell(" A*01:01 + 02:01 ", "A").genotypes == ((("A*01:01",), ("A*02:01",)),)
+    assert simple_cell("A*01:01", "A", "A*01:01/A*01:02").genotypes == ((("A*01:01",), ("A*01:01", "A*01:02")),)
+    assert simple_cell("A*01:01", "A") is None  # one allele: homozygous or not is a setting, with a warning
+    assert simple_cell("A*01:01+A*02:01|A*01:02+A*02:01", "A") is None

@@ -20,7 +20,9 @@ import polars as pl
 
 from haplomatch.errors import InputError, Problem
 from haplomatch.family import HLA_LOCI, RELATION_ALIASES, RELATION_SEX, RELATIONS, Family, Person
-from haplomatch.hlatyping import MISSING_SECOND_DEFAULT, MissingSecond, check_names, parse_cell
+from haplomatch.hlatyping import (
+    MISSING_SECOND_DEFAULT, MissingSecond, check_names, name_problems, parse_cell, simple_cell,
+)
 from haplomatch.nomenclature import Nomenclature
 
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -417,6 +419,7 @@ class _CellMemo:
         self.nom = nomenclature
         self._hla: dict[tuple, tuple] = {}
         self._kir: dict[tuple, tuple] = {}
+        self._names: dict[tuple, list[Problem]] = {}
         self.kir_release = None
         if with_kir:
             from haplomatch.kir import _release_list
@@ -428,10 +431,22 @@ class _CellMemo:
         hit = self._hla.get(key)
         if hit is None:
             src = {"column": column}
-            t, p = parse_cell(value, locus, second=second, missing_second=settings.missing_second, source=src)
-            if t is not None:
-                p = p + check_names(t, self.nom, src)
+            t = simple_cell(value, locus, second) if isinstance(value, str) and (
+                second is None or isinstance(second, str)) else None
+            if t is not None:  # the usual cell: its names are checked one by one, each once per file
+                p = [x for name in t.names() for x in self._name(name, locus, column)]
+            else:
+                t, p = parse_cell(value, locus, second=second, missing_second=settings.missing_second, source=src)
+                if t is not None:
+                    p = p + check_names(t, self.nom, src)
             hit = self._hla[key] = (t, p)
+        return hit
+
+    def _name(self, name: str, locus: str, column: str) -> list[Problem]:
+        key = (name, locus, column)
+        hit = self._names.get(key)
+        if hit is None:
+            hit = self._names[key] = name_problems(name, locus, self.nom, {"column": column})
         return hit
 
     def gl(self, text: str, column: str, settings: Settings):
