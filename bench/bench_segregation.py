@@ -1,9 +1,13 @@
-"""Benchmark: segregation of a 12-person family typed at 6 loci (issue 4 target: under 50 ms).
+"""Benchmark: segregation of a 12-person family typed at 6 loci (issue 4 target: under 50 ms), and the
+per-family cost over simulated families (issue 8: 10^5 families screened in under 60 s on 2 cores).
 
 Families: (1) both parents + 10 children; (2) 4 grandparents, both parents, 6 children (the grandparents
-compared by state). Haplotypes are common ones; one child carries a DQB1-DPB1 recombinant.
+compared by state). Haplotypes are common ones; one child carries a DQB1-DPB1 recombinant. Simulated:
+``--families N`` families as bench_scale.py makes them (3 siblings, recombination 0.02, homozygous 0.05, one
+parent missing in 20%), timed as a loop over ``segregate`` (CPU time, so other load on the machine counts
+less), split by kind of family.
 
-    python bench/bench_segregation.py [--runs 20]
+    python bench/bench_segregation.py [--runs 20] [--families 2000]
 """
 
 from __future__ import annotations
@@ -51,7 +55,9 @@ def families(tmp: Path) -> dict[str, Path]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=20)
-    runs = ap.parse_args().runs
+    ap.add_argument("--families", type=int, default=2000, help="simulated families (0: skip)")
+    a = ap.parse_args()
+    runs = a.runs
     from haplomatch.familyfile import read_family_file
     from haplomatch.reference import load_reference
     from haplomatch.segregation import segregate
@@ -69,6 +75,35 @@ def main() -> None:
                 times.append(time.perf_counter() - t0)
             print(f"{name} ({len(fam.people)} people, 6 loci): median {1000 * statistics.median(times):.1f} ms, "
                   f"min {1000 * min(times):.1f} ms (target < 50 ms)")
+        if a.families:
+            simulated(Path(tmp), a.families, ref)
+
+
+def simulated(tmp: Path, n: int, ref) -> None:
+    from haplomatch.familyfile import read_family_file
+    from haplomatch.segregation import segregate
+    from haplomatch.simulate import SimOptions, simulate_families, write_families
+
+    opts = SimOptions(recombination_rate=0.02, homozygous_rate=0.05, missing_parents="one", missing_rate=0.2, kir=False)
+    path = tmp / "simulated.csv"
+    write_families(simulate_families(n, seed=1, options=opts, ref=ref), path)
+    fams, _ = read_family_file(path, ref.nomenclature, strict=False)
+    for f in fams[:50]:
+        segregate(f, ref.nomenclature)  # warm the allele caches
+    kinds: dict[str, list] = {}
+    for f in fams:
+        roles = {p.relation for p in f.people}
+        kinds.setdefault("both parents" if {"father", "mother"} <= roles else "one parent missing", []).append(f)
+    total = 0.0
+    for kind, group in sorted(kinds.items()):
+        t0 = time.process_time()
+        for f in group:
+            segregate(f, ref.nomenclature)
+        dt = time.process_time() - t0
+        total += dt
+        print(f"simulated, {kind}: {len(group)} families, {1000 * dt / len(group):.2f} ms/family (CPU)")
+    print(f"simulated, all: {n} families, {1000 * total / n:.2f} ms/family (CPU); 10^5 families: {total / n * 1e5:.0f} s "
+          "of one core")
 
 
 if __name__ == "__main__":
