@@ -76,9 +76,23 @@ def person_record(p: Person) -> dict:
     return rec
 
 
-@lru_cache(maxsize=4096)
+_KIR_SEEN: dict[int, tuple[KirGenotype, dict]] = {}
+
+
 def _kir_record(kir: KirGenotype | None) -> dict:
-    """The KIR columns of one genotype (remembered: gene-content patterns are few)."""
+    """The KIR columns of one genotype, remembered by identity: a batch reader gives equal typings one shared
+    object, and hashing a genotype (17 gene calls) costs more than this lookup."""
+    hit = _KIR_SEEN.get(id(kir))
+    if hit is not None and hit[0] is kir:
+        return hit[1]
+    rec = _kir_columns(kir)
+    if len(_KIR_SEEN) > 65_536:
+        _KIR_SEEN.clear()
+    _KIR_SEEN[id(kir)] = (kir, rec)  # the genotype is kept, so its id is not reused while remembered
+    return rec
+
+
+def _kir_columns(kir: KirGenotype | None) -> dict:
     rec: dict = {}
     for g, col in zip(GENES, KIR_GENE_COLUMNS):
         rec[col] = kir.present(g) if kir is not None else None
@@ -91,8 +105,14 @@ def _kir_record(kir: KirGenotype | None) -> dict:
 
 
 def people_frame(people: Iterable[Person]) -> pl.DataFrame:
-    """A table of people, one row each, columns as :func:`schema`."""
-    return pl.DataFrame([person_record(p) for p in people], schema=schema())
+    """A table of people, one row each, columns as :func:`schema` (built column by column: a batch has
+    hundreds of thousands of people)."""
+    cols = schema()
+    data: dict[str, list] = {c: [] for c in cols}
+    for p in people:
+        for k, v in person_record(p).items():
+            data[k].append(v)
+    return pl.DataFrame([pl.Series(c, data[c], dtype=t, strict=False) for c, t in cols.items()])
 
 
 def pair_frame(patients: pl.DataFrame, donors: pl.DataFrame, on: str | None = None) -> pl.DataFrame:
