@@ -97,6 +97,23 @@ def test_relative_typed_at_fewer_loci_is_flagged(ref, tmp_path):
     assert "loci typed" in s2.evidence
 
 
+def test_two_crossovers_from_an_untyped_parent_are_a_named_cause(ref):
+    """Two children with a crossover from an untyped mother cost 2 R; one unexplained allele costs U = 1.5 < 2,
+    so the default costs call a conflict (the mother is rebuilt homozygous DPB1*01:01). The conflict must name
+    that cause and say what settles it; with U above 2 R the two crossovers are found instead."""
+    from haplomatch.segregation import SegregationSettings
+
+    (fam,), _ = read_family_file(FAMILIES / "untyped-mother-two-crossovers.csv", ref.nomenclature)
+    s = segregate(fam, ref.nomenclature)
+    (c,) = s.conflicts
+    assert (c.person, c.loci, c.side, c.alleles) == ("S3", ("DPB1",), "mother", ("DPB1*02:01",))
+    assert "crossovers in two children from the untyped mother (type the mother to tell)" in c.causes
+    strict = segregate(fam, ref.nomenclature, SegregationSettings(unexplained_cost=2.5))
+    assert not strict.conflicts
+    assert sorted((r.person, r.side, r.between) for r in strict.recombinants) == [
+        ("S3", "maternal", ("DQB1", "DPB1")), ("S4", "maternal", ("DQB1", "DPB1"))]
+
+
 def test_uninformative_family_says_it_is_not_unique(ref, tmp_path):
     # Patient and one sibling, no parents: the sibling with the same typing could be HLA-identical by
     # descent, or share alleles by chance only; with no parents the answer is not unique.

@@ -1194,5 +1194,11 @@ def _conflicts(ped, members, loci, locus_data, path, people, m: _Matcher, best_o
         else:
             msg = f"{pid}: {alleles[0]} at {loci_hit[0]} is in neither haplotype of the {side}"
             causes = ("typing error (re-type the sample)", "a recombination or mutation within the locus", "sample swap")
+            parent = people.get(ped.father if side == "father" else ped.mother)
+            if parent is None or parent.hla.get(loci_hit[0]) is None or not parent.hla[loci_hit[0]].typed:
+                # an untyped parent is rebuilt from the children: two children's crossovers (cost 2 R) can
+                # look like one unexplained allele (cost U < 2 R)
+                causes = causes[:1] + (f"crossovers in two children from the untyped {side} (type the {side} to "
+                                       "tell)",) + causes[1:]
         out.append(Conflict(pid, loci_hit, side, alleles, msg, causes))
     return out
