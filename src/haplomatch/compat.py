@@ -265,7 +265,7 @@ def _count_ranges(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.Dat
     parts = [_count_single(simple, prefix, homozygous_count)] if simple.height else []
     if hard.height or not parts:
         parts.append(_count_search(hard, prefix, homozygous_count))
-    return pl.concat(parts).sort("_row").drop("_row")
+    return pl.concat(parts, rechunk=True).sort("_row").drop("_row").rechunk()
 
 
 def _count_single(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.DataFrame:
@@ -356,7 +356,21 @@ def _prepare_slots(q: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
             (pl.col(f"w_{s}") | pl.col(f"k_{s}").is_null()).alias(f"w_{s}"),
             pl.col(f"a_{s}").fill_null(False),
         )
-    # null allele in one slot only: the person is homozygous for the other slot
+    # Rows with no null allele and no wildcard (the usual case) are ready: their lists are not touched.
+    plain = ~pl.any_horizontal(pl.col(f"{c}_{s}") for c in ("a", "w") for s in _SLOTS)
+    q = q.with_row_index("_prep")
+    mask = q.select(plain).to_series()
+    ready = q.filter(mask).with_columns(pl.lit(False).alias("tie_p"), pl.lit(False).alias("tie_d"))
+    rest = q.filter(~mask)
+    if rest.height == 0:
+        return ready.drop("_prep")
+    # (one chunk: polars' list set operations mis-index list columns made of several chunks)
+    return pl.concat([ready, _ties_and_wildcards(rest)], rechunk=True).sort("_prep").drop("_prep").rechunk()
+
+
+def _ties_and_wildcards(q: pl.DataFrame) -> pl.DataFrame:
+    """A null allele in one slot only: the person is homozygous for the other slot (tied); an untyped slot
+    becomes a wildcard: any key of the other slots, or a fresh one."""
     for x, y, person in (("p1", "p2", "p"), ("d1", "d2", "d")):
         one = (pl.col(f"a_{x}") & ~pl.col(f"a_{y}")) | (pl.col(f"a_{y}") & ~pl.col(f"a_{x}"))
         q = q.with_columns(
@@ -481,7 +495,9 @@ def compat_pair_facts(ref: Reference, pairs: pl.DataFrame, settings: CompatSetti
     all_slots = [x for x in all_slots if x]
     keys = slot_keys(ref, all_slots, s.level, s.null_alleles)
     ag_keys = slot_keys(ref, all_slots, "antigen", s.null_alleles) if s.level in ("two_field", "p_group") else None
-    facts = slot_facts(ref, all_slots)
+    # per-allele facts are read for the HLA-B leader and DPB1 TCE only
+    facts = slot_facts(ref, sorted({x for loc in ("B", "DPB1") if loc in loci
+                                    for c in _quad(loc) for x in work.get_column(c).unique().to_list() if x}))
 
     out = pairs
     # every distinct four-slot combination of every locus, counted in one pass (keys do not depend on locus)
@@ -537,10 +553,11 @@ def _b_leader(t: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
         b = b.join(lead.rename({"slot": f"s_{s}", "leader": f"L_{s}", "expressed": f"X_{s}"}), on=f"s_{s}", how="left")
     single = pl.all_horizontal(pl.col(f"k_{s}").list.len() == 1 for s in _SLOTS)
     k = {s: pl.col(f"k_{s}").list.first() for s in _SLOTS}
-    p1_out = ~k["p1"].is_in(pl.concat_list(k["d1"], k["d2"]))
-    p2_out = ~k["p2"].is_in(pl.concat_list(k["d1"], k["d2"]))
-    d1_out = ~k["d1"].is_in(pl.concat_list(k["p1"], k["p2"]))
-    d2_out = ~k["d2"].is_in(pl.concat_list(k["p1"], k["p2"]))
+    # (read only where every slot has one key, so plain comparisons say "not on the other side")
+    p1_out = (k["p1"] != k["d1"]) & (k["p1"] != k["d2"])
+    p2_out = (k["p2"] != k["d1"]) & (k["p2"] != k["d2"])
+    d1_out = (k["d1"] != k["p1"]) & (k["d1"] != k["p2"])
+    d2_out = (k["d2"] != k["p1"]) & (k["d2"] != k["p2"])
     one_each = (
         single & ~pl.col("tie_p") & ~pl.col("tie_d") & (k["p1"] != k["p2"]) & (k["d1"] != k["d2"])
         & ((p1_out.cast(pl.Int8) + p2_out.cast(pl.Int8)) == 1) & ((d1_out.cast(pl.Int8) + d2_out.cast(pl.Int8)) == 1)
