@@ -236,10 +236,7 @@ def _read_file(src: _Source, nomenclature, settings) -> _FileRead:
     rows = table.height + len(malformed)
     cmap, _ = map_columns([c for c in table.columns if c != ROW])
     fcol = cmap.attributes.get("family_id")
-    if fcol:
-        fam = table[fcol].cast(pl.String).str.strip_chars().replace("", None).to_list()
-    else:
-        fam = [None] * table.height
+    fam = _row_families(table, fcol) if fcol else [None] * table.height
     row_family = dict(zip(table[ROW].to_list(), fam))
     try:
         families, problems = read_family_file(fname, nomenclature, settings, strict=False, table=src.table)
@@ -326,6 +323,11 @@ def _family_keys(src: _Source) -> list | None:
     if not fcol or "id" not in cmap.attributes or any(p.row is None and p.severity == "error"
                                                       for p in tproblems + cproblems):
         return None
+    return _row_families(table, fcol)
+
+
+def _row_families(table: pl.DataFrame, fcol: str) -> list[str | None]:
+    """Each row's family id (an empty cell: None)."""
     return table[fcol].cast(pl.String).str.strip_chars().replace("", None).to_list()
 
 
