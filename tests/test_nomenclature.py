@@ -172,3 +172,20 @@ def test_four_digit_first_field_is_not_taken_for_a_v2_name(nom):
     with pytest.raises(UnknownAlleleError) as e:
         nom.resolve_one("DPB1*1301")
     assert set(e.value.suggestions) == {"DPB1*1301", "DPB1*13:01"}
+
+
+def test_plain_names_read_from_the_index_equal_the_full_reading(ref):
+    """The shortcut for written-out names (2-4 fields, no suffix) gives the full reader's Resolution for every
+    such name of the release, and declines everything else."""
+    from haplomatch.nomenclature import Nomenclature
+
+    nom = Nomenclature(ref.alleles, ref.deleted, ref.ser_ser)
+    names = sorted({n for (n, sfx) in nom._prefix_index if sfx == "" and ":" in n})
+    assert len(names) > 30_000  # every 2-, 3- and 4-field prefix of the release
+    for name in names:
+        assert nom._resolve_plain(name) == nom._resolve_full(name, None), name
+    # A*24:02 names its suffix-less alleles only (A*24:02:01:02L is not one of them)
+    a2402 = nom._resolve_plain("A*24:02").alleles
+    assert "A*24:02:01:01" in a2402 and "A*24:02:01:02L" not in a2402
+    for other in ("A*02:01N", "A*02:XX", "A*02", "DPB1*1575", "a*02:01", "A*02:AB", "A*99:99", "Cw2"):
+        assert nom._resolve_plain(other) is None, other

@@ -48,6 +48,7 @@ _P = re.compile(rf"^({_LOCUS})\*(\d{{1,4}}:\d{{1,4}})P$")
 _MAC = re.compile(rf"^({_LOCUS})\*(\d{{1,4}}):([A-Z]{{2,5}})$")
 _V2 = re.compile(rf"^({_LOCUS})\*(\d{{4,9}})([NLSCAQ])?$")
 _SER = re.compile(r"^(CW|DR|DQ|A|B|C)(\d{1,4})$")
+_PLAIN = re.compile(rf"^{_LOCUS}\*\d{{1,4}}(?::\d{{1,4}}){{1,3}}$")
 _BARE = re.compile(r"^(\d{1,4}(?::\d{1,4}){0,3}|\d{1,4}:XX)([NLSCAQG]|P)?$")
 
 
@@ -311,9 +312,7 @@ class Nomenclature:
         hit = self._resolved.get(key)
         if hit is None:
             try:
-                t = parse(text, locus)
-                alleles, warnings = self._expand(t)
-                hit = Resolution(t, tuple(alleles), tuple(warnings))
+                hit = self._resolve_plain(text) or self._resolve_full(text, locus)
             except UnknownAlleleError as e:
                 hit = e
             if len(self._resolved) < _RESOLVED_MAX:
@@ -321,6 +320,23 @@ class Nomenclature:
         if isinstance(hit, UnknownAlleleError):  # a fresh error each time: no traceback piles up
             raise UnknownAlleleError(hit.name, hit.suggestions, hit.reason)
         return hit
+
+    def _resolve_full(self, text: str, locus: str | None) -> Resolution:
+        t = parse(text, locus)
+        alleles, warnings = self._expand(t)
+        return Resolution(t, tuple(alleles), tuple(warnings))
+
+    def _resolve_plain(self, text: str) -> Resolution | None:
+        """A written-out allele name of 2-4 fields without suffix that names suffix-less alleles (most names of
+        a batch), straight from the index once it is built; None for anything else. Gives what
+        ``_resolve_full`` gives (tested over every such name of the release)."""
+        if "_prefix_index" not in self.__dict__ or ":" not in text:
+            return None
+        exact = self._prefix_index.get((text, ""))
+        if not exact or not _PLAIN.match(text):
+            return None
+        locus, fields = text.split("*", 1)
+        return Resolution(Typing(text, locus, "allele", text, fields.count(":") + 1, ""), tuple(sorted(exact)), ())
 
     def resolve(self, typings: Iterable[str] | pl.Series, locus: str | None = None, *, strict: bool = True) -> "Resolved":
         """Vectorised resolution of many typings.
