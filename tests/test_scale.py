@@ -299,15 +299,20 @@ def _registry(pool, n: int, seed: int, tricky: float = 0.4) -> pl.DataFrame:
     return reg.with_columns(**cols)
 
 
-@pytest.mark.parametrize("which", list(PATIENTS))
-def test_fast_facts_equal_pair_facts(ref, pool, which):
-    reg = _registry(pool, 400, 3)
+def _read_registry(ref, pool, n: int, seed: int, which: str):
+    """A simulated registry read in one batch, and the patient: (registry, patient, reader, batch, rows)."""
+    reg = _registry(pool, n, seed)
     patient = person_from_gl("PT", PATIENTS[which], nomenclature=ref.nomenclature, relation="patient", sex="M",
                              cmv=False, abo="A")
     layout, _ = registry_layout(reg.columns)
     reader = RegistryReader(ref, layout)
     batch = reader.read(reg)
-    rows = np.nonzero(~batch.error)[0]
+    return reg, patient, reader, batch, np.nonzero(~batch.error)[0]
+
+
+@pytest.mark.parametrize("which", list(PATIENTS))
+def test_fast_facts_equal_pair_facts(ref, pool, which):
+    reg, patient, reader, batch, rows = _read_registry(ref, pool, 400, 3, which)
     assert len(rows) == reg.height
     fast = FastFacts(ref, patient, reader.slots).facts(batch, rows, set(FAST_COLUMNS))
     general = pair_facts(ref, pair_frame(people_frame([patient]), batch.people(rows)), None)
@@ -399,13 +404,7 @@ def test_streaming_search_in_small_batches_gives_the_same_best_donors(ref, pool,
 @pytest.mark.parametrize("which", ["typical", "ambiguous, no DPB1"])
 def test_fast_classes_group_donors_with_equal_facts(ref, pool, which):
     """The classes the search's prefilter computes the prefix on: equal class, equal value (every fast column)."""
-    reg = _registry(pool, 600, 4)
-    patient = person_from_gl("PT", PATIENTS[which], nomenclature=ref.nomenclature, relation="patient", sex="M",
-                             cmv=False, abo="A")
-    layout, _ = registry_layout(reg.columns)
-    reader = RegistryReader(ref, layout)
-    batch = reader.read(reg)
-    rows = np.nonzero(~batch.error)[0]
+    reg, patient, reader, batch, rows = _read_registry(ref, pool, 600, 4, which)
     ff = FastFacts(ref, patient, reader.slots)
     facts = ff.facts(batch, rows, set(FAST_COLUMNS))
     for c in FAST_COLUMNS:
