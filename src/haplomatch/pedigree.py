@@ -6,8 +6,6 @@ siblings-only families segregate too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import networkx as nx
 
 from haplomatch.errors import InputError, Problem
@@ -19,22 +17,49 @@ FULL_SIBLINGS = ("brother", "sister", "sibling")
 CHILDREN = ("son", "daughter", "child")
 
 
-@dataclass(frozen=True)
 class Pedigree:
-    """The checked graph and the roles of the patient's nuclear family."""
+    """The checked graph and the roles of the patient's nuclear family. The networkx graph is built on first
+    use of ``graph`` (segregation needs only the roles and which parents are virtual)."""
 
-    graph: nx.DiGraph
-    patient: str
-    father: str
-    mother: str
-    siblings: tuple[str, ...]  # full siblings, patient excluded
-    paternal_half_siblings: tuple[str, ...]
-    maternal_half_siblings: tuple[str, ...]
-    children: tuple[str, ...]  # the patient's own children
-    others: tuple[str, ...]  # everyone else (grandparents, aunts, uncles, cousins, unrelated)
+    __slots__ = ("_graph", "_ops", "_virtual", "patient", "father", "mother", "siblings", "paternal_half_siblings",
+                 "maternal_half_siblings", "children", "others")
+
+    def __init__(self, graph: nx.DiGraph | None, patient: str, father: str, mother: str, siblings: tuple[str, ...],
+                 paternal_half_siblings: tuple[str, ...], maternal_half_siblings: tuple[str, ...],
+                 children: tuple[str, ...], others: tuple[str, ...], *, ops: list | None = None,
+                 virtual: frozenset[str] | None = None) -> None:
+        self._graph = graph
+        self._ops = ops  # the graph's construction (add_node / add_edge calls), replayed on first use
+        self._virtual = virtual
+        self.patient = patient
+        self.father = father
+        self.mother = mother
+        self.siblings = siblings  # full siblings, patient excluded
+        self.paternal_half_siblings = paternal_half_siblings
+        self.maternal_half_siblings = maternal_half_siblings
+        self.children = children  # the patient's own children
+        self.others = others  # everyone else (grandparents, aunts, uncles, cousins, unrelated)
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        if self._graph is None:
+            self._graph = _replay(self._ops)
+        return self._graph
 
     def is_virtual(self, node: str) -> bool:
+        if self._virtual is not None and self._graph is None:
+            return node in self._virtual
         return bool(self.graph.nodes[node].get("virtual"))
+
+
+def _replay(ops: list) -> nx.DiGraph:
+    g = nx.DiGraph()
+    for op in ops:
+        if op[0] == "node":
+            g.add_node(op[1], person=op[2], virtual=op[3])
+        else:
+            g.add_edge(op[1], op[2], kind=op[3])
+    return g
 
 
 def build_pedigree(family: Family) -> Pedigree:
@@ -49,9 +74,24 @@ def build_pedigree(family: Family) -> Pedigree:
     def where(p: Person, column: str) -> dict:
         return {"file": p.source_file, "row": p.source_row, "column": column, "value": p.id}
 
-    g = nx.DiGraph()
+    # The graph is recorded as the calls that build it (replayed by Pedigree.graph), with what the checks need
+    # kept alongside: the nodes in order and each node's parents by edge (u -> kind, the last kind set wins,
+    # as networkx's add_edge).
+    ops: list[tuple] = []
+    nodes: dict[str, None] = {}
+    parents: dict[str, dict[str, str]] = {}
+
+    def add_edge(u: str, v: str, kind: str) -> None:
+        ops.append(("edge", u, v, kind))
+        nodes.setdefault(u)
+        nodes.setdefault(v)
+        parents.setdefault(v, {})[u] = kind
+
+    virtual: set[str] = set()
     for p in family.people:
-        g.add_node(p.id, person=p, virtual=False)
+        ops.append(("node", p.id, p, False))
+        nodes.setdefault(p.id)
+        virtual.discard(p.id)
     # explicit parent links
     for p in family.people:
         for field, sex in (("father_id", "M"), ("mother_id", "F")):
@@ -65,7 +105,7 @@ def build_pedigree(family: Family) -> Pedigree:
             if par.sex and par.sex != sex:
                 problems.append(Problem(f"{pid} is named as {field.split('_')[0]} of {p.id} but has sex {par.sex}",
                                         **where(p, field)))
-            g.add_edge(pid, p.id, kind=field)
+            add_edge(pid, p.id, field)
     # the patient's parents, from ids or relations
     def one(rel: str) -> str | None:
         c = [p.id for p in family.people if p.relation == rel]
@@ -75,14 +115,15 @@ def build_pedigree(family: Family) -> Pedigree:
 
     father = pt.father_id or one("father")
     mother = pt.mother_id or one("mother")
-    if father is None:
-        father = VIRTUAL_FATHER
-        g.add_node(father, person=None, virtual=True)
-    if mother is None:
-        mother = VIRTUAL_MOTHER
-        g.add_node(mother, person=None, virtual=True)
-    g.add_edge(father, pt.id, kind="father_id")
-    g.add_edge(mother, pt.id, kind="mother_id")
+    for name, w in ((father, VIRTUAL_FATHER), (mother, VIRTUAL_MOTHER)):
+        if name is None:
+            ops.append(("node", w, None, True))
+            nodes.setdefault(w)
+            virtual.add(w)
+    father = father if father is not None else VIRTUAL_FATHER
+    mother = mother if mother is not None else VIRTUAL_MOTHER
+    add_edge(father, pt.id, "father_id")
+    add_edge(mother, pt.id, "mother_id")
     sibs, half_p, half_m, kids, others = [], [], [], [], []
     for p in family.people:
         if p.id in (pt.id, father, mother):
@@ -92,8 +133,8 @@ def build_pedigree(family: Family) -> Pedigree:
             if (pf and pf != father) or (pm and pm != mother):
                 problems.append(Problem(f"{p.id} is a full sibling but has other parents in the file", **where(p, "relation")))
             sibs.append(p.id)
-            g.add_edge(father, p.id, kind="father_id")
-            g.add_edge(mother, p.id, kind="mother_id")
+            add_edge(father, p.id, "father_id")
+            add_edge(mother, p.id, "mother_id")
         elif p.relation == "half-sibling" or (pf == father) != (pm == mother) and (pf == father or pm == mother):
             if pf == father and pf is not None:
                 half_p.append(p.id)
@@ -103,24 +144,28 @@ def build_pedigree(family: Family) -> Pedigree:
                 others.append(p.id)  # side unknown: compared by state only
         elif p.relation in CHILDREN or pt.id in (pf, pm):
             kids.append(p.id)
-            g.add_edge(pt.id, p.id, kind="father_id" if pt.sex == "M" else "mother_id")
+            add_edge(pt.id, p.id, "father_id" if pt.sex == "M" else "mother_id")
         else:
             others.append(p.id)
             if p.relation.endswith(("grandfather", "grandmother")) and not (pf or pm):
                 child = father if p.relation.startswith("paternal") else mother
                 kind = "father_id" if p.relation.endswith("grandfather") else "mother_id"
-                if not any(k == kind for _, _, k in g.in_edges(child, data="kind")):
-                    g.add_edge(p.id, child, kind=kind)
+                if not any(k == kind for k in parents.get(child, {}).values()):
+                    add_edge(p.id, child, kind)
     # structural checks
-    for node in g.nodes:
-        ins = list(g.in_edges(node, data="kind"))
+    for node in nodes:
+        ins = parents.get(node)
+        if not ins:
+            continue
         for kind in ("father_id", "mother_id"):
-            srcs = {u for u, _, k in ins if k == kind}
+            srcs = {u for u, k in ins.items() if k == kind}
             if len(srcs) > 1:
                 problems.append(Problem(f"{node} has {len(srcs)} {kind.split('_')[0]}s: {', '.join(sorted(srcs))}",
                                         column=kind, value=node))
-    if not nx.is_directed_acyclic_graph(g):
-        cycle = nx.find_cycle(g)
+    graph = None
+    if _has_cycle(nodes, parents):
+        graph = _replay(ops)
+        cycle = nx.find_cycle(graph)
         problems.append(Problem("the pedigree has a cycle: " + " → ".join(u for u, _ in cycle), column="father_id"))
     for parent, expected in ((father, "M"), (mother, "F")):
         par = people.get(parent)
@@ -129,7 +174,27 @@ def build_pedigree(family: Family) -> Pedigree:
                                     **where(par, "sex")))
     if problems:
         raise InputError(problems)
-    return Pedigree(g, pt.id, father, mother, tuple(sibs), tuple(half_p), tuple(half_m), tuple(kids), tuple(others))
+    return Pedigree(graph, pt.id, father, mother, tuple(sibs), tuple(half_p), tuple(half_m), tuple(kids), tuple(others),
+                    ops=ops, virtual=frozenset(virtual))
+
+
+def _has_cycle(nodes, parents: dict[str, dict[str, str]]) -> bool:
+    """Whether the graph (nodes, edges parent -> node) has a directed cycle: Kahn's algorithm."""
+    indeg = {n: len(parents.get(n, ())) for n in nodes}
+    children: dict[str, list[str]] = {}
+    for v, ps in parents.items():
+        for u in ps:
+            children.setdefault(u, []).append(v)
+    ready = [n for n, d in indeg.items() if d == 0]
+    seen = 0
+    while ready:
+        n = ready.pop()
+        seen += 1
+        for c in children.get(n, ()):
+            indeg[c] -= 1
+            if indeg[c] == 0:
+                ready.append(c)
+    return seen < len(indeg)
 
 
 def generations(ped: Pedigree) -> dict[str, int]:
