@@ -125,6 +125,52 @@ def test_uninformative_family_says_it_is_not_unique(ref, tmp_path):
     assert s.n_solutions >= 1
 
 
+@pytest.mark.parametrize("costs", [dict(recombination_cost=2.0, unexplained_cost=3.0), dict(unexplained_cost=0.5),
+                                   dict(unexplained_cost=2), dict(max_solutions=2)])
+def test_fast_computation_equals_the_reference_under_other_costs(ref, tmp_path, costs):
+    """The typed-parents path and its constant-path shortcut (pure Python over each member's four state
+    costs) give the reference's answers under other exact costs too, recombinant families included."""
+    from haplomatch.segregation import SegregationSettings
+    from haplomatch.simulate import SimOptions, simulate_families, write_families
+
+    opts = SimOptions(kir=False, siblings=4, recombination_rate=0.15, homozygous_rate=0.2, error_rate=0.01)
+    path = tmp_path / "fams.csv"
+    write_families(simulate_families(25, seed=20261128, options=opts, ref=ref), path)
+    families, _ = read_family_file(path, ref.nomenclature, strict=False)
+    fast, slow = SegregationSettings(**costs), SegregationSettings(fast=False, **costs)
+    for family in families:
+        assert repr(segregate(family, ref.nomenclature, fast)) == repr(segregate(family, ref.nomenclature, slow)), family.id
+
+
+def test_pedigree_graph_built_on_demand(ref, tmp_path):
+    """Segregation reads the roles without the networkx graph; the graph, built when first asked for, has the
+    virtual parents and the parent links of every child; structural errors keep their messages."""
+    from haplomatch.pedigree import build_pedigree
+
+    f = tmp_path / "fam.csv"
+    f.write_text("id,relation,sex\nP,patient,F\nS1,sister,F\nS2,brother,M\n")
+    (fam,), _ = read_family_file(f, ref.nomenclature)
+    ped = build_pedigree(fam)
+    assert ped.is_virtual("(father)") and ped.is_virtual("(mother)") and not ped.is_virtual("P")
+    assert list(ped.graph.nodes) == ["P", "S1", "S2", "(father)", "(mother)"]
+    assert sorted(ped.graph.edges(data="kind")) == sorted(
+        [(par, c, k) for c in ("P", "S1", "S2") for par, k in (("(father)", "father_id"), ("(mother)", "mother_id"))])
+    assert ped.is_virtual("(father)") and ped.graph.nodes["P"]["person"].id == "P"
+    f.write_text("id,relation,sex,father_id,mother_id\nP,patient,F,F1,M1\nF1,father,M,,\nF2,father,M,,\n"
+                 "M1,mother,F,,\nS,sister,F,F2,M1\n")
+    (fam,), _ = read_family_file(f, ref.nomenclature, strict=False)
+    with pytest.raises(InputError) as e:
+        build_pedigree(fam)
+    messages = [p.message for p in e.value.problems]
+    assert messages == ["S is a full sibling but has other parents in the file", "S has 2 fathers: F1, F2"]
+    f.write_text("id,relation,sex,father_id,mother_id\nP,patient,F,F1,M1\nF1,father,M,S,\nM1,mother,F,,\n"
+                 "S,brother,M,F1,M1\n")
+    (fam,), _ = read_family_file(f, ref.nomenclature, strict=False)
+    with pytest.raises(InputError) as e:
+        build_pedigree(fam)
+    assert [p.message for p in e.value.problems] == ["the pedigree has a cycle: F1 → S"]
+
+
 def test_pedigree_errors(ref, tmp_path):
     from haplomatch.pedigree import build_pedigree
 

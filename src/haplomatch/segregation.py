@@ -176,6 +176,14 @@ def _matcher(nomenclature: Nomenclature) -> _Matcher:
         return _Matcher(nomenclature)
 
 
+def _is_typed(t: LocusTyping) -> bool:
+    """LocusTyping.typed (some slot of some genotype names a typing), without its generator."""
+    for a, b in t.genotypes:
+        if a or b:
+            return True
+    return False
+
+
 def _genotypes(t: LocusTyping | None) -> list[tuple[str | None, str | None]]:
     """Genotype alternatives as pairs of slot strings (None = open slot)."""
     if t is None:
@@ -199,7 +207,7 @@ class _LocusData:
     nuclear family, and for typed parents with full siblings only (``base``) each member's costs under the
     first option, from which every table follows (option (fi, mi) reads state s ^ (2 fi + mi))."""
 
-    __slots__ = ("fopts", "mopts", "_tables", "total", "gts", "prep", "base", "_base_rows")
+    __slots__ = ("fopts", "mopts", "_tables", "total", "gts", "prep", "base")
 
     def __init__(self, fopts, mopts, tables=None, gts=None, base=None) -> None:
         self.fopts: list[tuple[str | None, str | None]] = fopts
@@ -208,25 +216,28 @@ class _LocusData:
         self.total: np.ndarray | None = None  # (F, M, *joint shape), when it was computed
         self.gts: dict[str, list[tuple[str | None, str | None]]] | None = gts
         self.prep: tuple | None = None  # what _joint_costs_fast needs
-        self.base: np.ndarray | None = base  # (members, 4)
-        self._base_rows: list[list[float]] | None = None
+        self.base: list[list[float]] | None = base  # per member, the costs of its 4 states
 
     @property
     def tables(self) -> list[np.ndarray]:
         if self._tables is None:
             perm = _XOR[: len(self.fopts), : len(self.mopts)]
-            self._tables = [row[perm] for row in self.base]
+            self._tables = [row[perm] for row in np.array(self.base, dtype=float)]
         return self._tables
 
     def best_options(self, members, state: tuple[int, ...]) -> tuple[float, list[tuple[int, int]]]:
         """The least cost of one joint state and the (father option, mother option) pairs reaching it, in C
         order."""
         if self.base is not None:
-            if self._base_rows is None:
-                self._base_rows = self.base.tolist()
-            rows = self._base_rows
-            subs = [(fi, mi, sum(r[s ^ ((fi << 1) | mi)] for r, s in zip(rows, state)))
-                    for fi in range(len(self.fopts)) for mi in range(len(self.mopts))]
+            rows = self.base
+            subs = []
+            for fi in range(len(self.fopts)):
+                for mi in range(len(self.mopts)):
+                    o = (fi << 1) | mi
+                    c = 0
+                    for r, s in zip(rows, state):
+                        c += r[s ^ o]
+                    subs.append((fi, mi, c))
             low = min(c for _, _, c in subs)
             return low, [(fi, mi) for fi, mi, c in subs if abs(c - low) < 1e-9]
         if self.total is not None:
@@ -346,68 +357,82 @@ def _nuclear_fast(loci, ped, members, people, m: _Matcher, U: float) -> list[_Lo
     father, mother = people.get(ped.father), people.get(ped.mother)
     if father is None or mother is None or any(mb.kind != "full" for mb in members):
         return None
-    k = len(members)
     out: list[_LocusData] = []
-    rows_x: list[tuple[bool, ...]] = []
-    rows_y: list[tuple[bool, ...]] = []
-    owners: list[int] = []
-    everything = (True, True, True, True)
-    for li, locus in enumerate(loci):
+    match = m.match
+    Uf = float(U)
+    for locus in loci:
         gf, gm = _genotypes(father.hla.get(locus)), _genotypes(mother.hla.get(locus))
         if len(gf) != 1 or len(gm) != 1 or None in gf[0] or None in gm[0]:
             return None
         (f0, f1), (m0, m1) = gf[0], gm[0]
-        pv = (f0, f1, m0, m1)
-        bits: dict[str | None, tuple[bool, ...]] = {None: everything}  # an open slot is explained by anything
+        # per slot string: whether it is left unexplained (1) by the father's value 0, 1, the mother's 0, 1
+        miss: dict[str | None, tuple[int, ...]] = {None: (0, 0, 0, 0)}  # an open slot is explained by anything
+        rows_of: dict[tuple[str | None, str | None], list[int]] = {}  # per genotype, the counts of the 4 states
         gts = {ped.father: gf, ped.mother: gm}
-        for i, mb in enumerate(members):
+        base: list[list[float]] = []
+        for mb in members:
             g = gts[mb.id] = _genotypes(people[mb.id].hla.get(locus))
-            for x, y in g:
-                bx = bits.get(x)
-                if bx is None:
-                    bx = bits[x] = tuple([m.match(x, v) for v in pv])
-                by = bits.get(y)
-                if by is None:
-                    by = bits[y] = tuple([m.match(y, v) for v in pv])
-                rows_x.append(bx)
-                rows_y.append(by)
-                owners.append(li * k + i)
-        out.append(_LocusData([(f0, f1)] if f0 == f1 else [(f0, f1), (f1, f0)],
-                              [(m0, m1)] if m0 == m1 else [(m0, m1), (m1, m0)], gts=gts))
-    base = np.zeros((len(loci) * k, 4))
-    if owners:
-        mx = 1.0 - np.array(rows_x, dtype=float)  # (genotypes, 4): slot x unexplained by father 0, 1, mother 0, 1
-        my = 1.0 - np.array(rows_y, dtype=float)
-        # state s: the father's value s >> 1 and the mother's s & 1, in either orientation of the genotype
-        c = np.minimum(mx[:, _P4] + my[:, _Q4 + 2], my[:, _P4] + mx[:, _Q4 + 2])
-        starts = [j for j in range(len(owners)) if j == 0 or owners[j] != owners[j - 1]]
-        if len(starts) < len(owners):
-            c = np.minimum.reduceat(c, starts, axis=0)
-        base[[owners[j] for j in starts]] = c * U
-    base = base.reshape(len(loci), k, 4)
-    for li, ld in enumerate(out):
-        ld.base = base[li]
+            best = None
+            for gt in g:
+                row = rows_of.get(gt)
+                if row is None:
+                    x, y = gt
+                    mx = miss.get(x)
+                    if mx is None:
+                        mx = miss[x] = (not match(x, f0), not match(x, f1), not match(x, m0), not match(x, m1))
+                    my = miss.get(y)
+                    if my is None:
+                        my = miss[y] = (not match(y, f0), not match(y, f1), not match(y, m0), not match(y, m1))
+                    # state s: the father's value s >> 1 and the mother's s & 1, either orientation of the genotype
+                    row = rows_of[gt] = [min(mx[0] + my[2], my[0] + mx[2]), min(mx[0] + my[3], my[0] + mx[3]),
+                                         min(mx[1] + my[2], my[1] + mx[2]), min(mx[1] + my[3], my[1] + mx[3])]
+                best = row if best is None else [min(a, b) for a, b in zip(best, row)]
+            base.append([0.0] * 4 if best is None else [c * Uf for c in best])
+        ld = _LocusData([(f0, f1)] if f0 == f1 else [(f0, f1), (f1, f0)],
+                        [(m0, m1)] if m0 == m1 else [(m0, m1), (m1, m0)], gts=gts)
+        ld.base = base
+        out.append(ld)
     return out
 
 
 def _constant_paths_nuclear(locus_data: list[_LocusData], settings):
-    """_constant_paths for the typed-parents case, every locus at once from the members' base costs."""
-    k = locus_data[0].base.shape[0]
-    base = np.stack([ld.base for ld in locus_data])  # (L, k, 4)
-    T = base[:, :, _XOR.reshape(4, 4)].transpose(0, 2, 1, 3).copy()  # (L, option 2 fi + mi, member, state)
-    T[0, :, 0, 1:] = np.inf  # the patient is in state 0 (haplotypes a and c) at the first locus
-    low = T.min(axis=3)  # (L, options, k)
-    cost = low.sum(axis=2)
+    """_constant_paths for the typed-parents case, every locus from the members' base costs: under option
+    o = 2 fi + mi a member's state s costs base[s ^ o], so its least cost is the same under every option and
+    its best states are those under the first option, each XOR o (the patient is held in state 0 at the first
+    locus, whose cost is then base[o])."""
+    least: list[float] = []
+    choices: list[set[tuple[int, ...]]] = []
     for li, ld in enumerate(locus_data):
-        if len(ld.fopts) == 1:
-            cost[li, 2:] = np.inf
-        if len(ld.mopts) == 1:
-            cost[li, 1::2] = np.inf
-    least = cost.min(axis=1)
-    masks = ((T == low[..., None]) * _BITS).sum(axis=3).tolist()  # each member's best states, as bits
-    good = (cost == least[:, None]).tolist()
-    choices = [{tuple(masks[li][o]) for o in range(4) if good[li][o]} for li in range(len(locus_data))]
-    return _constant_paths(least.tolist(), choices, k, settings)
+        lows, bests = [], []
+        for r in ld.base:
+            low = min(r)
+            lows.append(low)
+            bests.append((r[0] == low) | (r[1] == low) << 1 | (r[2] == low) << 2 | (r[3] == low) << 3)
+        nF, nM = len(ld.fopts), len(ld.mopts)
+        per = []
+        for o in range(4):
+            if o >> 1 >= nF or o & 1 >= nM:
+                continue
+            perm = _XOR_MASK[o]
+            if li == 0:  # the patient is in state 0 (haplotypes a and c) at the first locus
+                cost = ld.base[0][o]
+                for low in lows[1:]:
+                    cost += low
+                masks = (1,) + tuple([perm[mk] for mk in bests[1:]])
+            else:
+                cost = 0
+                for low in lows:
+                    cost += low
+                masks = tuple([perm[mk] for mk in bests])
+            per.append((cost, masks))
+        low = min(c for c, _ in per)
+        least.append(low)
+        choices.append({mk for c, mk in per if c == low})
+    return _constant_paths(least, choices, len(locus_data[0].base), settings)
+
+
+#: _XOR_MASK[o][mask]: the set of states {s ^ o : s in mask}, as bits
+_XOR_MASK = [[sum(1 << (s ^ o) for s in range(4) if mask >> s & 1) for mask in range(16)] for o in range(4)]
 
 
 def _locus_choices(ld: _LocusData, first: bool) -> tuple[float, set[tuple[int, ...]]]:
@@ -898,7 +923,7 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
     people = {p.id: p for p in family.people}
     pt = people[ped.patient]
     idx = {mb.id: i for i, mb in enumerate(members)}
-    typed_at = {p.id: {loc for loc, t in p.hla.items() if t is not None and t.typed} for p in family.people}
+    typed_at = {p.id: {loc for loc, t in p.hla.items() if t is not None and _is_typed(t)} for p in family.people}
     notes: list[str] = []
     if all(ped.is_virtual(n) or not typed_at[n] for n in (ped.father, ped.mother)):
         notes.append("no parent is typed: which haplotypes are paternal (a, b) and which maternal (c, d) cannot be told")
@@ -930,7 +955,7 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
                     haps[lab][locus].add(val)
                 for lab, val in zip("cd", mopts[mi]):
                     haps[lab][locus].add(val)
-    haplotypes = {h: {loc: tuple(sorted(v for v in vals if v is not None)) for loc, vals in per.items()}
+    haplotypes = {h: {loc: tuple(sorted([v for v in vals if v is not None])) for loc, vals in per.items()}
                   for h, per in haps.items()}
 
     # person haplotype labels (first solution)
@@ -960,7 +985,9 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
 
     # recombinants (first solution), located between the typed loci around the switch
     recombinants = []
-    for mb in members:
+    for i, mb in enumerate(members):
+        if all(st[i] == path0[0][i] for st in path0):
+            continue  # the same state at every locus: no switch
         typed = [li for li, loc in enumerate(loci) if loc in typed_at[mb.id]]
         for side, fn in (("paternal", lambda s: s >> 1 if mb.radix == 4 else s), ("maternal", lambda s: s & 1)):
             if mb.radix == 2 and side == "maternal":
@@ -1055,10 +1082,18 @@ def _ibs(a, b, locus: str, m: _Matcher, gts: dict | None = None) -> int | None:
     if not ga or not gb:
         return None
     best = 0
+    match = m.match
     for x1, x2 in ga:
         for y1, y2 in gb:
-            best = max(best, m.match(x1, y1) + m.match(x2, y2), m.match(x1, y2) + m.match(x2, y1))
+            a = match(x1, y1) + match(x2, y2)
+            if a == 2:
+                return 2
+            b = match(x1, y2) + match(x2, y1)
+            best = max(best, a, b)
     return best
+
+
+_COUNT_NAMES = {0: "none", 1: "one", 2: "both"}
 
 
 def _relationship(p, mb, solutions: set, loci, pt_loci, overflow, ibs: dict | None = None,
@@ -1101,8 +1136,8 @@ def _relationship(p, mb, solutions: set, loci, pt_loci, overflow, ibs: dict | No
     if len(labels_seen) > 1:
         labels = ()
     counts_d = dict(counts)
-    names = {0: "none", 1: "one", 2: "both"}
-    ev = f"{p.id} inherited " + ", ".join(f"{names[c]} at {loc}" for loc, c in counts_d.items()) + " of the patient's haplotypes"
+    names = _COUNT_NAMES
+    ev = f"{p.id} inherited " + ", ".join([f"{names[c]} at {loc}" for loc, c in counts_d.items()]) + " of the patient's haplotypes"
     if labels:
         ev += f" (shares {' and '.join(labels)})"
     if not all_loci:
