@@ -187,3 +187,11 @@ def test_pair_facts_of_no_pairs_has_the_columns_of_one(ref):
     none = pair_facts(ref, pair_frame(patient, donor.clear()), None)
     assert none.height == 0 and none.schema == one.schema
     assert one["gvh_A"][0] == 1 and one["hvg_B"][0] == 1
+
+
+@pytest.mark.parametrize("command", [["rank", FAMILY], ["screen", FAMILY, "--out", "never-written.csv"]])
+def test_a_set_option_without_equals_is_refused(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, [*command, "--set", "dsa_exclude_mfi"])
+    assert r.exit_code == 2 and "--set needs NAME=VALUE, not 'dsa_exclude_mfi'" in r.output
+    assert not (tmp_path / "never-written.csv").exists()

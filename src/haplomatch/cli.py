@@ -186,18 +186,11 @@ def rank_cmd(family_file, profile, antibodies, patient, rules_file, overrides, m
         ab_warnings = tuple(str(p) for p in problems)
     else:
         ab_warnings = ()
-    sets = {}
-    for item in overrides:
-        if "=" not in item:
-            _fail(HaplomatchError(f"--set needs NAME=VALUE, not {item!r}"))
-        k, v = item.split("=", 1)
-        import yaml
-
-        sets[k.strip()] = yaml.safe_load(v)
+    sets = _overrides(overrides)
     rankings = []
     for fam in families:
         try:
-            rankings.append(rank_family(ref, fam, profile, abs_, rules_file, sets or None, warnings=ab_warnings))
+            rankings.append(rank_family(ref, fam, profile, abs_, rules_file, sets, warnings=ab_warnings))
         except HaplomatchError as e:
             _fail(e)
     if fmt == "json":
@@ -264,6 +257,19 @@ def haplotypes_cmd(family_file, fmt, patient, mac_table, reference_dir) -> None:
         for c in doc["conflicts"]:
             click.echo(f"Conflict: {c['message']} (likely: {', '.join(c['causes'])})")
         click.echo("")
+
+
+def _overrides(items: tuple[str, ...]) -> dict | None:
+    """``--set NAME=VALUE`` options as a settings dict (values read as YAML: numbers, booleans, lists)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            _fail(HaplomatchError(f"--set needs NAME=VALUE, not {item!r}"))
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out or None
 
 
 def _fail(e: Exception, code: int = 2):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from haplomatch.cli import _fail  # one definition of the CLI's error exits
+from haplomatch.cli import _fail, _overrides  # one definition of the CLI's error exits and --set
 from haplomatch.errors import HaplomatchError
 
 
@@ -67,20 +67,13 @@ def report_cmd(family_file, output, profile, antibodies, patient, rules_file, ov
         except HaplomatchError as e:
             _fail(e)
         warnings += [str(p) for p in ab_problems]
-    sets = {}
-    for item in overrides:
-        if "=" not in item:
-            _fail(HaplomatchError(f"--set needs NAME=VALUE, not {item!r}"))
-        import yaml
-
-        k, v = item.split("=", 1)
-        sets[k.strip()] = yaml.safe_load(v)
+    sets = _overrides(overrides)
     inputs = [str(family_file)] + ([str(antibodies)] if antibodies is not None else [])
     reports = []
     for fam in families:
         try:
             reports.append(build_report(ref, fam, profile, abs_, input_warnings=warnings, rules_path=rules_file,
-                                        overrides=sets or None, inputs=inputs))
+                                        overrides=sets, inputs=inputs))
         except HaplomatchError as e:
             _fail(e)
     if not reports:

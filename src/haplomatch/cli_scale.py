@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from haplomatch.cli import _fail, _load  # one definition of the CLI's error exits
+from haplomatch.cli import _fail, _load, _overrides  # one definition of the CLI's error exits and --set
 from haplomatch.errors import HaplomatchError
 
 _REFERENCE = click.option(
@@ -37,18 +37,6 @@ def _nomenclature(ref, mac_table: Path | None):
     from haplomatch.cli import _nomenclature as with_mac
 
     return with_mac(ref, mac_table)
-
-
-def _overrides(items: tuple[str, ...]) -> dict | None:
-    import yaml
-
-    out = {}
-    for item in items:
-        if "=" not in item:
-            _fail(HaplomatchError(f"--set needs NAME=VALUE, not {item!r}"))
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out or None
 
 
 def _check_suffix(path: Path | None, option: str, allowed=_TABLE_SUFFIXES) -> None:
