@@ -34,11 +34,9 @@ Row accounting (every input row is in exactly one place)
 
 from __future__ import annotations
 
-import gc
 import re
 import time
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
@@ -460,20 +458,10 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
     return result
 
 
-@contextmanager
-def _few_collections():
-    """Python's cyclic collector, triggered by every 700 new objects, re-scans the young objects of a batch
-    (typings, people) again and again: about a fifth of reading time. Run it 100× less often meanwhile."""
-    before = gc.get_threshold()
-    gc.set_threshold(max(before[0], 70_000), *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
-
-
 def _screen_sources(ref, sources: list[_Source], nom, **kw) -> ScreenResult:
-    with _few_collections():
+    from haplomatch.collector import fewer_collections
+
+    with fewer_collections():
         return _screen_sources_now(ref, sources, nom, **kw)
 
 

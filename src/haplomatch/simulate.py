@@ -67,20 +67,19 @@ written.
 
 from __future__ import annotations
 
-import gc
 import os
 import random
 import shutil
 import tempfile
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
+from haplomatch.collector import fewer_collections
 from haplomatch.kir import GENES
 
 if TYPE_CHECKING:
@@ -686,7 +685,7 @@ def iter_families(n: int, seed: int, options: SimOptions = SimOptions(), *, ref:
 def simulate_families(n: int, seed: int, options: SimOptions = SimOptions(), *, ref: "Reference | None" = None,
                       pool: AllelePool | None = None) -> list[SimulatedFamily]:
     """``n`` seeded families (see the module docstring for every assumption)."""
-    with _gc_paused():
+    with fewer_collections():
         return list(iter_families(n, seed, options, ref=ref, pool=pool))
 
 
@@ -927,7 +926,7 @@ def write_families(families: Iterable[SimulatedFamily], path: str | Path, *,
             yield family_frame(b)
 
     try:
-        with _gc_paused():
+        with fewer_collections():
             rows = write_frames(frames(), path, schema)
         if truth is not None:
             _join_parts(spilled, truth)
@@ -945,19 +944,6 @@ def _join_parts(parts: list[Path], path: str | Path) -> None:
         write_frames((pl.read_ipc(p) for p in parts), path, _TRUTH_SCHEMA)
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while many small acyclic objects are made (it would otherwise
-    rescan the growing batch again and again: ~40 % of the run time); its previous state is restored."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 _WORKER: dict = {}
 
 
@@ -968,7 +954,7 @@ def _worker_init(pool: AllelePool, options: SimOptions) -> None:
 def _worker_chunk(args: tuple[int, int, int, bool]) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     start, stop, seed, with_truth = args
     pool, options, ctx = _WORKER["ctx"]
-    with _gc_paused():
+    with fewer_collections():
         fams = [simulate_family(i, seed, options, pool, _ctx=ctx) for i in range(start, stop)]
         return family_frame(fams), (truth_frame(fams) if with_truth else None)
 
@@ -1023,7 +1009,7 @@ def default_workers() -> int:
 
 def write_truth(families: Iterable[SimulatedFamily], path: str | Path) -> int:
     """Write :func:`truth_frame` (CSV/TSV/Parquet by extension), in batches."""
-    with _gc_paused():
+    with fewer_collections():
         return write_frames((truth_frame(b) for b in _batches(families)), path, _TRUTH_SCHEMA)
 
 
