@@ -141,14 +141,12 @@ def _nomenclature(ref, mac_table: Path | None):
     """The release's nomenclature, with the user's MAC table when one is given."""
     if mac_table is None:
         return ref.nomenclature
-    from haplomatch.errors import InputError
     from haplomatch.mac import read_mac_table
 
     try:
         return ref.nomenclature.with_mac(read_mac_table(mac_table))
-    except InputError as e:
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(2)
+    except HaplomatchError as e:
+        _fail(e)
 
 
 @main.command("rank")

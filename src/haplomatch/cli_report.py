@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from haplomatch.cli import _fail, _overrides  # one definition of the CLI's error exits and --set
+from haplomatch.cli import REFERENCE_OPTION, _fail, _load, _nomenclature, _overrides  # shared CLI pieces
 from haplomatch.errors import HaplomatchError
 
 
@@ -26,9 +26,7 @@ from haplomatch.errors import HaplomatchError
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path), help="Your own rule file.")
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE", help="Override a rule-file setting.")
 @click.option("--mac-table", type=click.Path(dir_okay=False, path_type=Path), help="NMDP MAC table (numer.v3.txt).")
-@click.option("--reference", "reference_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              envvar="HAPLOMATCH_REFERENCE",
-              help="Release folder (imgthla/ and ipdkir/ with the upstream layout). Default: the shipped release.")
+@REFERENCE_OPTION
 def report_cmd(family_file, output, profile, antibodies, patient, rules_file, overrides, mac_table, reference_dir) -> None:
     """Write the donor report of FAMILY_FILE as one HTML file: pedigree with inherited haplotypes,
     segregation table, ranked donors with their facts and sources, warnings first. Printable (A4/Letter).
@@ -40,21 +38,10 @@ def report_cmd(family_file, output, profile, antibodies, patient, rules_file, ov
     """
     from haplomatch.antibodies import read_antibodies
     from haplomatch.familyfile import read_family_file
-    from haplomatch.reference import load_reference
     from haplomatch.report.html import build_report, render_html
 
-    try:
-        ref = load_reference(reference_dir)
-    except HaplomatchError as e:
-        raise click.ClickException(str(e)) from e
-    nom = ref.nomenclature
-    if mac_table is not None:
-        from haplomatch.mac import read_mac_table
-
-        try:
-            nom = nom.with_mac(read_mac_table(mac_table))
-        except HaplomatchError as e:
-            _fail(e)
+    ref = _load(reference_dir)
+    nom = _nomenclature(ref, mac_table)
     try:
         families, problems = read_family_file(family_file, nom, patient=patient)
     except HaplomatchError as e:

@@ -13,14 +13,9 @@ from pathlib import Path
 
 import click
 
-from haplomatch.cli import _fail, _load, _overrides  # one definition of the CLI's error exits and --set
+from haplomatch.cli import REFERENCE_OPTION, _fail, _load, _overrides  # shared CLI pieces
 from haplomatch.errors import HaplomatchError
 
-_REFERENCE = click.option(
-    "--reference", "reference_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    envvar="HAPLOMATCH_REFERENCE",
-    help="Release folder (imgthla/ and ipdkir/ with the upstream layout). Default: the shipped release.",
-)
 _TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".tab")
 
 
@@ -92,7 +87,7 @@ class _Progress:
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Processes to screen parts of whole families in (0: one per CPU, at most 8). The output does not "
                    "depend on it.")
-@_REFERENCE
+@REFERENCE_OPTION
 def screen_cmd(files, out, rejects_file, profile, antibodies, rules_file, overrides, keep_conflicts, mac_table,
                workers, reference_dir) -> None:
     """Screen many families at once: one output row per candidate donor, ranked within its family.
@@ -170,7 +165,7 @@ def screen_cmd(files, out, rejects_file, profile, antibodies, rules_file, overri
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
               show_default=True)
 @click.option("--explain", is_flag=True, help="Show under each donor the rules that fired, with their sources.")
-@_REFERENCE
+@REFERENCE_OPTION
 def search_cmd(patient_gl, patient_kir, patient_id, patient_sex, patient_abo, patient_cmv, registry, top, profile,
                rules_file, overrides, batch_size, out, rejects_file, fmt, explain, reference_dir) -> None:
     """Search a registry of unrelated donors for one patient: the best TOP donors, ranked and explained.
