@@ -43,7 +43,18 @@ class Run:
 
 def render(jobs: list[tuple[Path, Path]], *, window: tuple[int, int] = (1200, 1800), timeout: float = 90) -> list[Run]:
     """Render each (html, output) pair with Chromium, all at once (one process each). The output's suffix
-    chooses the kind: ``.png`` a screenshot of the window, ``.pdf`` the page printed (print CSS)."""
+    chooses the kind: ``.png`` a screenshot of the window, ``.pdf`` the page printed (print CSS).
+
+    A headless Chromium now and then hangs on start-up (seen once in CI: killed after the timeout with
+    nothing rendered); such a job is run once more, alone. Any other failure is returned as it is."""
+    runs = _render(jobs, window, timeout)
+    for k, run in enumerate(runs):
+        if run.returncode == -9 and not run.out.exists():
+            runs[k] = _render([(run.html, run.out)], window, timeout)[0]
+    return runs
+
+
+def _render(jobs: list[tuple[Path, Path]], window: tuple[int, int], timeout: float) -> list[Run]:
     exe = chromium()
     if exe is None:
         raise RuntimeError("chromium is not installed (apt-get install -y chromium)")
