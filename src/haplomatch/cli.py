@@ -168,22 +168,13 @@ def rank_cmd(family_file, profile, antibodies, patient, rules_file, overrides, m
     Example:
       haplomatch rank examples/neuroblastoma-family.csv --antibodies examples/neuroblastoma-antibodies.csv --explain
     """
-    from haplomatch.antibodies import read_antibodies
     from haplomatch.ranking import rank_family
     from haplomatch.report.text import ranking_csv, ranking_markdown, ranking_table
 
     ref = _load(reference_dir)
     nom = _nomenclature(ref, mac_table)
     families = _read_families(family_file, nom, patient)
-    abs_ = None
-    if antibodies is not None:
-        try:
-            abs_, problems = read_antibodies(antibodies, nom)
-        except HaplomatchError as e:
-            _fail(e)
-        ab_warnings = tuple(str(p) for p in problems)
-    else:
-        ab_warnings = ()
+    abs_, ab_warnings = _antibodies(antibodies, nom)
     sets = _overrides(overrides)
     rankings = []
     for fam in families:
@@ -268,6 +259,19 @@ def _overrides(items: tuple[str, ...]) -> dict | None:
         k, v = item.split("=", 1)
         out[k.strip()] = yaml.safe_load(v)
     return out or None
+
+
+def _antibodies(path: Path | None, nom) -> tuple[list | None, tuple[str, ...]]:
+    """The antibody report (None without one) and its warnings, or exit 2 listing every problem."""
+    if path is None:
+        return None, ()
+    from haplomatch.antibodies import read_antibodies
+
+    try:
+        abs_, problems = read_antibodies(path, nom)
+    except HaplomatchError as e:
+        _fail(e)
+    return abs_, tuple(str(p) for p in problems)
 
 
 def _fail(e: Exception, code: int = 2):

@@ -216,17 +216,13 @@ def match_cmd(patient_gl, donor_gl, antibodies, homozygous_count, level, null_al
     row = compat_pair_facts(ref, pairs, settings).to_dicts()[0]
     dsa_row = dsa_src = thresholds = None
     if antibodies is not None:
-        from haplomatch.antibodies import read_antibodies
+        from haplomatch.cli import _antibodies
         from haplomatch.dsa import dsa_pair_facts, load_thresholds
         from haplomatch.dsa import sources as dsa_sources
-        from haplomatch.errors import InputError
 
-        try:
-            abs_, _ = read_antibodies(antibodies, ref.nomenclature)
-        except InputError as e:
-            for p in e.problems:
-                click.echo(f"Error: {p}", err=True)
-            sys.exit(2)
+        abs_, ab_warnings = _antibodies(antibodies, ref.nomenclature)
+        for w in ab_warnings:  # e.g. an unmappable specificity: said, not dropped
+            click.echo(w, err=True)
         thresholds = load_thresholds()
         dsa_row = dsa_pair_facts(ref, pairs, abs_, thresholds).to_dicts()[0]
         dsa_src = dsa_sources(thresholds)

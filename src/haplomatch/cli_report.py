@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from haplomatch.cli import REFERENCE_OPTION, _fail, _load, _nomenclature, _overrides  # shared CLI pieces
+from haplomatch.cli import REFERENCE_OPTION, _antibodies, _fail, _load, _nomenclature, _overrides  # shared CLI pieces
 from haplomatch.errors import HaplomatchError
 
 
@@ -36,7 +36,6 @@ def report_cmd(family_file, output, profile, antibodies, patient, rules_file, ov
       haplomatch report examples/neuroblastoma-family.csv \\
           --antibodies examples/neuroblastoma-antibodies.csv -o report.html
     """
-    from haplomatch.antibodies import read_antibodies
     from haplomatch.familyfile import read_family_file
     from haplomatch.report.html import build_report, render_html
 
@@ -47,13 +46,8 @@ def report_cmd(family_file, output, profile, antibodies, patient, rules_file, ov
     except HaplomatchError as e:
         _fail(e)
     warnings = [str(p) for p in problems]
-    abs_ = None
-    if antibodies is not None:
-        try:
-            abs_, ab_problems = read_antibodies(antibodies, nom)
-        except HaplomatchError as e:
-            _fail(e)
-        warnings += [str(p) for p in ab_problems]
+    abs_, ab_warnings = _antibodies(antibodies, nom)
+    warnings += ab_warnings
     sets = _overrides(overrides)
     inputs = [str(family_file)] + ([str(antibodies)] if antibodies is not None else [])
     reports = []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from haplomatch.cli import REFERENCE_OPTION, _fail, _load, _overrides  # shared CLI pieces
+from haplomatch.cli import REFERENCE_OPTION, _antibodies, _fail, _load, _overrides  # shared CLI pieces
 from haplomatch.errors import HaplomatchError
 
 _TABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".tab")
@@ -106,16 +106,9 @@ def screen_cmd(files, out, rejects_file, profile, antibodies, rules_file, overri
     _check_suffix(rejects_file, "--rejects")
     ref = _load(reference_dir)
     nom = _nomenclature(ref, mac_table)
-    abs_ = None
-    if antibodies is not None:
-        from haplomatch.antibodies import read_antibodies
-
-        try:
-            abs_, problems = read_antibodies(antibodies, nom)
-        except HaplomatchError as e:
-            _fail(e)
-        for p in problems:
-            click.echo(str(p), err=True)
+    abs_, ab_warnings = _antibodies(antibodies, nom)
+    for w in ab_warnings:
+        click.echo(w, err=True)
     bar = _Progress("segregation")
     try:
         result = screen_files(ref, list(files), profile=profile, rules_path=rules_file,
