@@ -169,6 +169,18 @@ class Nomenclature:
         return dict(idx)
 
     @cached_property
+    def plain_names(self) -> pl.DataFrame:
+        """(``name``, ``allele``): every written-out name of 2-4 fields without suffix (``_PLAIN``) and the
+        suffix-less alleles it names: what ``resolve_one`` gives such a name (:meth:`_resolve_plain`), as a
+        table, so that many names resolve with one join (``slotfacts.slot_candidates``)."""
+        a = self.alleles.filter(pl.col("suffix") == "")
+        return (
+            pl.concat([a.select(pl.col(f"name{k}").alias("name"), "allele") for k in (2, 3, 4)])
+            .filter(pl.col("name").str.contains(_PLAIN.pattern))
+            .unique(maintain_order=True)
+        )
+
+    @cached_property
     def _group_index(self) -> dict[str, list[str]]:
         idx: dict[str, list[str]] = defaultdict(list)
         for allele, g, p in self.alleles.select("allele", "g_group", "p_group").iter_rows():

@@ -404,10 +404,6 @@ class _SlotTable:
         return [self.index[s] if s else 0 for s in slots]
 
     def _add(self, new: list[str]) -> None:
-        if len(new) >= 64:
-            # many names to resolve: the nomenclature's name index, built once, answers them (without it the
-            # first 64 lookups each filter the allele table, as suits a few names on the command line)
-            _ = self.ref.nomenclature._prefix_index
         k = slot_keys(self.ref, new, self.settings.level, self.settings.null_alleles)
         by = {s: (e, a, ks) for s, e, a, ks in zip(k["slot"].to_list(), k["error"].to_list(), k["absent"].to_list(),
                                                     k["keys"].to_list())}

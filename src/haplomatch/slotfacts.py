@@ -33,12 +33,44 @@ def tri(col: str, among: pl.Expr | None = None, name: str | None = None) -> pl.E
 
 
 def slot_candidates(nomenclature: Nomenclature, slots: Iterable[str | None]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(candidates: slot → allele, errors: slot → message) for the distinct non-null slot strings."""
+    """(candidates: slot → allele, errors: slot → message) for the distinct non-null slot strings.
+
+    Many slots (a registry batch names thousands of alleles), or any once the table of plain names is built:
+    the slots whose every name is a plain allele name (``Nomenclature.plain_names``) resolve with one join;
+    the others, and a few slots of a command-line call, one name at a time by ``resolve_one``. Both give the
+    same rows (in slot, then allele order)."""
+    distinct = sorted({s for s in slots if s})
+    if len(distinct) < _JOIN_FROM and "plain_names" not in nomenclature.__dict__:
+        return _resolve_each(nomenclature, distinct)
+    parts = (
+        pl.DataFrame({"slot": distinct}, schema={"slot": pl.String})
+        .with_columns(pl.col("slot").str.split("/").alias("name"))
+        .explode("name")
+        .join(nomenclature.plain_names, on="name", how="left")
+    )
+    whole = parts.group_by("slot").agg(pl.col("allele").is_not_null().all().alias("ok"))
+    done = set(whole.filter("ok")["slot"].to_list())
+    joined = parts.filter(pl.col("slot").is_in(list(done))).select("slot", "allele").unique()
+    rest = [s for s in distinct if s not in done]
+    if len(rest) >= _JOIN_FROM:
+        # many other names: the nomenclature's name index, built once, answers them (without it the first 64
+        # lookups each filter the allele table, as suits a few names on the command line)
+        _ = nomenclature._prefix_index
+    cands, errors = _resolve_each(nomenclature, rest)
+    return pl.concat([joined, cands]).sort("slot", "allele"), errors
+
+
+#: From this many distinct slots on, :func:`slot_candidates` joins the plain names.
+_JOIN_FROM = 64
+
+
+def _resolve_each(nomenclature: Nomenclature, distinct: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """:func:`slot_candidates` for sorted distinct slots, one name at a time."""
     cand_slot: list[str] = []
     cand_allele: list[str] = []
     err_slot: list[str] = []
     err_msg: list[str] = []
-    for slot in sorted({s for s in slots if s}):
+    for slot in distinct:
         found: set[str] = set()
         try:
             for name in slot.split("/"):
