@@ -258,3 +258,30 @@ def test_the_quick_reading_answers_for_the_usual_forms():
     assert simple_cell("A*01:01", "A", "A*01:01/A*01:02").genotypes == ((("A*01:01",), ("A*01:01", "A*01:02")),)
     assert simple_cell("A*01:01", "A") is None  # one allele: homozygous or not is a setting, with a warning
     assert simple_cell("A*01:01+A*02:01|A*01:02+A*02:01", "A") is None
+
+
+_CELLS = st.lists(_TOKENS, min_size=0, max_size=3).map("".join) | st.sampled_from(
+    ["A*01:01+A*02:01", " A*01:01 +\tA*02:01 ", "A*01:01+A*01:01", "A*01:01\u00a0+A*02:01", "\x1cA*01:01+A*02:01",
+     "B*07:02+A*01:01", "A*99:99+A*01:01", "a*01:01+A*02:01", "A*02:XX+A*01:01", "A*01:01:01G+A*02:01P"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(cells=st.lists(st.tuples(_CELLS, _CELLS | st.none()), min_size=1, max_size=6), two_columns=st.booleans())
+def test_reading_a_whole_locus_column_equals_reading_each_cell(ref, cells, two_columns):
+    """The family reader types a locus column at once (polars recognises the usual 'X+Y' cells); every
+    row's typing and problems equal those of the one-cell reader (which falls back on parse_cell)."""
+    import polars as pl
+
+    from haplomatch.familyfile import Settings, _CellMemo
+
+    if two_columns:
+        table = pl.DataFrame({"A_1": [a for a, _ in cells], "A_2": [b for _, b in cells]}, schema={"A_1": pl.String, "A_2": pl.String})
+        got = _CellMemo(ref.nomenclature, False).column("A", "A_1/A_2", table, ("A_1", "A_2"), Settings())
+        one = _CellMemo(ref.nomenclature, False)
+        want = [one.cell("A", "A_1/A_2", a, b or "", Settings()) for a, b in cells]
+    else:
+        table = pl.DataFrame({"A": [a for a, _ in cells]}, schema={"A": pl.String})
+        got = _CellMemo(ref.nomenclature, False).column("A", "A", table, None, Settings())
+        one = _CellMemo(ref.nomenclature, False)
+        want = [one.cell("A", "A", a, None, Settings()) for a, _ in cells]
+    assert got == want

@@ -21,7 +21,7 @@ import polars as pl
 from haplomatch.errors import InputError, Problem
 from haplomatch.family import HLA_LOCI, RELATION_ALIASES, RELATION_SEX, RELATIONS, Family, Person
 from haplomatch.hlatyping import (
-    MISSING_SECOND_DEFAULT, MissingSecond, check_names, name_problems, parse_cell, simple_cell,
+    MISSING_SECOND_DEFAULT, LocusTyping, MissingSecond, check_names, name_problems, parse_cell, simple_cell,
 )
 from haplomatch.nomenclature import Nomenclature
 
@@ -44,6 +44,11 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     # a whole HLA typing as one GL string (IHIW-18 PED files call it Phenotype)
     "hla": ("hla", "hlagl", "glstring", "hlaglstring", "phenotype", "hlatyping", "hlagenotype"),
 }
+# a cell of two allele names in normal form, as polars reads it (ASCII blanks only, so that polars and
+# Python agree on what is stripped); see _CellMemo.column
+_PLAIN = r"[A-Z0-9]+\*[A-Z0-9:]+"
+_PLAIN_PAIR = rf"^[ \t]*({_PLAIN})[ \t]*\+[ \t]*({_PLAIN})[ \t]*$"
+_PLAIN_ONE = rf"^[ \t]*({_PLAIN})[ \t]*$"
 KIR_COLUMN = re.compile(r"^(?:KIR)?([23]D[LSP]\d[AB]?)(N|DEL|FL|FULL)?$", re.IGNORECASE)
 _HLA_COL = re.compile(r"^(?:HLA)?(" + "|".join(sorted(HLA_LOCI, key=len, reverse=True)) + r")(?:([12]))?$", re.IGNORECASE)
 
@@ -257,16 +262,9 @@ def read_family_file(
         if strict:
             raise InputError(problems)
         return [], problems
-    people: list[Person] = []
-    clean: set[int] = set()
     memo = _CellMemo(nomenclature, with_kir=bool(cmap.kir_genes or "kir" in cmap.attributes))
-    for row in table.iter_rows(named=True):
-        i = row[ROW]
-        person, row_problems = _read_person(row, i, fname, cmap, memo, settings)
-        problems += row_problems
-        people.append(person)
-        if not any(p.severity == "error" for p in row_problems):
-            clean.add(i)
+    people, row_problems, clean = _read_people(table, fname, cmap, memo, settings)
+    problems += row_problems
     if "relation" not in cmap.attributes:
         if patient is None:
             problems.append(Problem("the file has no relation column: say who the patient is (--patient ID)",
@@ -285,119 +283,171 @@ def read_family_file(
     return families, problems
 
 
-def _read_person(row: dict, i: int, fname: str, cmap: ColumnMap, memo: "_CellMemo", settings: Settings):
-    problems: list[Problem] = []
+# Each attribute column is read per distinct value (a file repeats them: sexes, blood groups, ages): a reader
+# gives (value, None) or (None, (message, fix)) for a stripped, non-empty cell. The fields are listed in the
+# order in which a row's problems are reported.
+def _sex_cell(v: str):
+    s = _sex(v)
+    return (s, None) if s else (None, ("sex not understood", "use M or F"))
+
+
+def _age_cell(v: str):
+    age = _number(v)
+    if age is None or not (0 <= age < 120):
+        return None, ("age is not a number of years between 0 and 120", "write the age in years, e.g. 34")
+    return age, None
+
+
+def _birth_cell(v: str):
+    d = _date(v)
+    return (d, None) if d is not None else (None, ("birth date not in YYYY-MM-DD form", "write e.g. 1987-04-23"))
+
+
+def _weight_cell(v: str):
+    w = _number(v)
+    if w is None or not (0 < w < 400):
+        return None, ("weight is not a number of kilograms between 0 and 400", None)
+    return w, None
+
+
+def _abo_cell(v: str):
+    r = _abo(v)
+    return (r, None) if r else (None, ("blood group not understood", "write A, B, AB or O with Rh, e.g. 'A+' or 'O neg'"))
+
+
+def _cmv_cell(v: str):
+    c = _cmv(v)
+    return (c, None) if c is not None else (None, ("CMV serostatus not understood", "write pos or neg"))
+
+
+def _fcgr3a_cell(v: str):
+    f = _fcgr3a(v)
+    return (f, None) if f else (None, ("FCGR3A-158 genotype not understood", "write VV, VF or FF"))
+
+
+def _available_cell(v: str):
+    t = v.lower()
+    a = True if t in _YES else False if t in _NO else None
+    return (a, None) if a is not None else (None, ("availability not understood", "write yes or no"))
+
+
+def _parity_cell(v: str):
+    n = _number(v)
+    if n is None or n < 0 or n != int(n):
+        return None, ("parity is not a whole number", None)
+    return int(n), None
+
+
+_ATTRIBUTE_CELLS = {"age": _age_cell, "birth_date": _birth_cell, "weight_kg": _weight_cell, "abo": _abo_cell,
+                    "cmv": _cmv_cell, "fcgr3a": _fcgr3a_cell, "available": _available_cell, "parity": _parity_cell}
+
+
+def _column(table: pl.DataFrame, col: str | None) -> list[str]:
+    """A column's cells, stripped, '' for an empty or missing cell."""
+    if col is None:
+        return [""] * table.height
+    return ["" if v is None else str(v).strip() for v in table[col].to_list()]
+
+
+def _by_value(values: list[str], read) -> list:
+    """``read`` of every non-empty value, computed once per distinct value; (None, None) for ''."""
+    seen: dict[str, tuple] = {"": (None, None)}
+    out = []
+    for v in values:
+        hit = seen.get(v)
+        if hit is None:
+            hit = seen[v] = read(v)
+        out.append(hit)
+    return out
+
+
+def _read_people(table: pl.DataFrame, fname: str, cmap: ColumnMap, memo: "_CellMemo", settings: Settings
+                 ) -> tuple[list[Person], list[Problem], set[int]]:
+    """Every row as a Person, the rows' problems (by row, then in the order of the columns' fields), and the
+    rows without an error. Read column by column, each distinct cell value once: a batch has 10^5 rows."""
     a = cmap.attributes
+    rows = table[ROW].to_list()
+    fields = ("id", "relation", "family_id", "father_id", "mother_id", "sex", "hla", "kir", *_ATTRIBUTE_CELLS)
+    text = {f: _column(table, a.get(f)) for f in fields}
+    relation = _by_value(text["relation"], lambda v: (_relation(v), None))
+    sex = _by_value([v if v != "0" else "" for v in text["sex"]], _sex_cell)
+    attrs = {f: _by_value(text[f], read) for f, read in _ATTRIBUTE_CELLS.items()}
+    loci = [(locus, cmap.hla_single[locus], None) if locus in cmap.hla_single else
+            (locus, f"{cmap.hla_pair[locus][0]}/{cmap.hla_pair[locus][1]}", cmap.hla_pair[locus])
+            for locus in HLA_LOCI if locus in cmap.hla_single or locus in cmap.hla_pair]
+    hla_cells = [memo.column(locus, col, table, pair, settings) for locus, col, pair in loci]
+    kir_cols = list(cmap.kir_genes)
+    kir_keys = list(zip(*(table[c].to_list() for c in kir_cols))) if kir_cols else None
+    people: list[Person] = []
+    problems: list[Problem] = []
+    clean: set[int] = set()
+    for k, i in enumerate(rows):
+        found: list[Problem] = []
 
-    def cell(field: str) -> str:
-        col = a.get(field)
-        v = row.get(col) if col else None
-        return "" if v is None else str(v).strip()
+        def bad(field: str, message: str, fix: str | None = None) -> None:
+            found.append(Problem(message, file=fname, row=i, column=a.get(field), value=text[field][k], fix=fix))
 
-    def bad(field: str, message: str, fix: str | None = None, severity: str = "error") -> None:
-        problems.append(Problem(message, severity=severity, file=fname, row=i, column=a.get(field),
-                                value=cell(field), fix=fix))
-
-    pid = cell("id")
-    if not pid:
-        bad("id", "empty id", "give every person an id")
-    relation_text = cell("relation")
-    relation = _relation(relation_text) if relation_text else None
-    if "relation" in a and relation is None:
-        bad("relation", "unknown relation" if relation_text else "empty relation",
-            "use one of: " + ", ".join(RELATIONS))
-    sex = _sex(cell("sex")) if cell("sex") not in ("", "0") else None
-    if cell("sex") not in ("", "0") and sex is None:
-        bad("sex", "sex not understood", "use M or F")
-    if relation in RELATION_SEX and sex and sex != RELATION_SEX[relation]:
-        bad("sex", f"a {relation} cannot be sex {sex}", "correct the relation or the sex column")
-    if relation in RELATION_SEX and sex is None:
-        sex = RELATION_SEX[relation]
-    age = None
-    if cell("age"):
-        age = _number(cell("age"))
-        if age is None or not (0 <= age < 120):
-            bad("age", "age is not a number of years between 0 and 120", "write the age in years, e.g. 34")
-            age = None
-    birth = None
-    if cell("birth_date"):
-        birth = _date(cell("birth_date"))
-        if birth is None:
-            bad("birth_date", "birth date not in YYYY-MM-DD form", "write e.g. 1987-04-23")
-    weight = None
-    if cell("weight_kg"):
-        weight = _number(cell("weight_kg"))
-        if weight is None or not (0 < weight < 400):
-            bad("weight_kg", "weight is not a number of kilograms between 0 and 400")
-            weight = None
-    abo = rh = None
-    if cell("abo"):
-        r = _abo(cell("abo"))
-        if r is None:
-            bad("abo", "blood group not understood", "write A, B, AB or O with Rh, e.g. 'A+' or 'O neg'")
-        else:
-            abo, rh = r
-    cmv = None
-    if cell("cmv"):
-        cmv = _cmv(cell("cmv"))
-        if cmv is None:
-            bad("cmv", "CMV serostatus not understood", "write pos or neg")
-    fc = None
-    if cell("fcgr3a"):
-        fc = _fcgr3a(cell("fcgr3a"))
-        if fc is None:
-            bad("fcgr3a", "FCGR3A-158 genotype not understood", "write VV, VF or FF")
-    available = None
-    if cell("available"):
-        t = cell("available").lower()
-        available = True if t in _YES else False if t in _NO else None
-        if available is None:
-            bad("available", "availability not understood", "write yes or no")
-    parity = None
-    if cell("parity"):
-        n = _number(cell("parity"))
-        if n is None or n < 0 or n != int(n):
-            bad("parity", "parity is not a whole number")
-        else:
-            parity = int(n)
-    hla = {}
-    if cell("hla"):
-        src = {"file": fname, "row": i, "column": a["hla"]}
-        typed, p = memo.gl(cell("hla"), a["hla"], settings)
-        problems += _located(p, fname, i)
-        for locus, t in typed.items():
-            if locus not in HLA_LOCI:
-                problems.append(Problem(f"locus {locus} is not used for donor choice; ignored", severity="warning",
-                                        value=cell("hla"), **src))
+        pid = text["id"][k]
+        if not pid:
+            bad("id", "empty id", "give every person an id")
+        rel = relation[k][0]
+        if "relation" in a and rel is None:
+            bad("relation", "unknown relation" if text["relation"][k] else "empty relation",
+                "use one of: " + ", ".join(RELATIONS))
+        sx, why = sex[k]
+        if why:
+            bad("sex", *why)
+        if rel in RELATION_SEX and sx and sx != RELATION_SEX[rel]:
+            bad("sex", f"a {rel} cannot be sex {sx}", "correct the relation or the sex column")
+        if rel in RELATION_SEX and sx is None:
+            sx = RELATION_SEX[rel]
+        values = {}
+        for f, cells in attrs.items():
+            v, why = cells[k]
+            values[f] = v
+            if why:
+                bad(f, *why)
+        hla: dict = {}
+        if text["hla"][k]:
+            gl_text = text["hla"][k]
+            src = {"file": fname, "row": i, "column": a["hla"]}
+            typed, p = memo.gl(gl_text, a["hla"], settings)
+            found += _located(p, fname, i)
+            for locus, t in typed.items():
+                if locus not in HLA_LOCI:
+                    found.append(Problem(f"locus {locus} is not used for donor choice; ignored", severity="warning",
+                                         value=gl_text, **src))
+                    continue
+                hla[locus] = t
+        for (locus, col, _), cells in zip(loci, hla_cells):
+            t, p = cells[k]
+            if p:
+                found += _located(p, fname, i)
+            if t is not None and locus in hla:
+                found.append(Problem(f"locus {locus} is given both in the GL string and in its own column",
+                                     file=fname, row=i, column=col))
+            elif t is not None:
+                hla[locus] = t
+        kir = None
+        if kir_keys is not None or text["kir"][k]:
+            cells = dict(zip(kir_cols, kir_keys[k])) if kir_keys is not None else {}
+            kir, p = memo.kir(cells, text["kir"][k], a.get("kir"))
+            if p:
+                found += _located(p, fname, i)
+        abo_rh = values["abo"] or (None, None)
+        people.append(Person(
+            id=pid, relation=rel or "unrelated", family_id=text["family_id"][k] or None,
+            father_id=_parent_id(text["father_id"][k]), mother_id=_parent_id(text["mother_id"][k]), sex=sx,
+            age=values["age"], birth_date=values["birth_date"], weight_kg=values["weight_kg"], abo=abo_rh[0],
+            rh=abo_rh[1], cmv=values["cmv"], fcgr3a=values["fcgr3a"], available=values["available"],
+            parity=values["parity"], hla=hla, kir=kir, source_file=fname, source_row=i,
+        ))
+        if found:
+            problems += found
+            if any(p.severity == "error" for p in found):
                 continue
-            hla[locus] = t
-    for locus in HLA_LOCI:
-        if locus in cmap.hla_single:
-            col = cmap.hla_single[locus]
-            t, p = memo.cell(locus, col, row.get(col), None, settings)
-        elif locus in cmap.hla_pair:
-            c1, c2 = cmap.hla_pair[locus]
-            col = f"{c1}/{c2}"
-            t, p = memo.cell(locus, col, row.get(c1), row.get(c2) or "", settings)
-        else:
-            continue
-        problems += _located(p, fname, i)
-        if t is not None and locus in hla:
-            problems.append(Problem(f"locus {locus} is given both in the GL string and in its own column",
-                                    file=fname, row=i, column=col))
-        elif t is not None:
-            hla[locus] = t
-    kir = None
-    kir_cells = {col: row.get(col) for col in cmap.kir_genes}
-    if kir_cells or cell("kir"):
-        kir, p = memo.kir(kir_cells, cell("kir"), a.get("kir"))
-        problems += _located(p, fname, i)
-    return Person(
-        id=pid, relation=relation or "unrelated", family_id=cell("family_id") or None,
-        father_id=_parent_id(cell("father_id")), mother_id=_parent_id(cell("mother_id")), sex=sex, age=age,
-        birth_date=birth, weight_kg=weight, abo=abo, rh=rh, cmv=cmv, fcgr3a=fc, available=available,
-        parity=parity, hla=hla, kir=kir, source_file=fname, source_row=i,
-    ), problems
+        clean.add(i)
+    return people, problems, clean
 
 
 def _parent_id(v: str) -> str | None:
@@ -434,13 +484,49 @@ class _CellMemo:
             t = simple_cell(value, locus, second) if isinstance(value, str) and (
                 second is None or isinstance(second, str)) else None
             if t is not None:  # the usual cell: its names are checked one by one, each once per file
-                p = [x for name in t.names() for x in self._name(name, locus, column)]
+                (s1, s2), = t.genotypes
+                if len(s1) == len(s2) == 1:
+                    p = self._name(s1[0], locus, column)
+                    if s2[0] != s1[0]:
+                        p = p + self._name(s2[0], locus, column)
+                else:
+                    p = [x for name in t.names() for x in self._name(name, locus, column)]
             else:
                 t, p = parse_cell(value, locus, second=second, missing_second=settings.missing_second, source=src)
                 if t is not None:
                     p = p + check_names(t, self.nom, src)
             hit = self._hla[key] = (t, p)
         return hit
+
+    def column(self, locus: str, column: str, table: pl.DataFrame, pair: tuple[str, str] | None,
+               settings: Settings) -> list[tuple]:
+        """:meth:`cell` of every row of a locus (one column, or the two of ``pair``). Cells of two names in
+        normal form (``A*01:01+A*02:01``; spaces and tabs around them) are recognised by polars for the whole
+        column, and typed as :func:`~haplomatch.hlatyping.simple_cell` types them; the rest go to :meth:`cell`."""
+        if pair is None:
+            raw = table[column]
+            found = raw.str.extract_groups(_PLAIN_PAIR)
+            firsts, seconds = found.struct.field("1").to_list(), found.struct.field("2").to_list()
+            values, others = raw.to_list(), [None] * table.height
+        else:
+            firsts = table[pair[0]].str.extract(_PLAIN_ONE, 1).to_list()
+            seconds = table[pair[1]].str.extract(_PLAIN_ONE, 1).to_list()
+            values, others = table[pair[0]].to_list(), [w or "" for w in table[pair[1]].to_list()]
+        out = []
+        seen: dict[tuple[str, str, str], tuple] = {}
+        for v, w, x, y in zip(values, others, firsts, seconds):
+            if x is None or y is None:
+                out.append(self.cell(locus, column, v, w, settings))
+                continue
+            text = v.strip() if pair is None else f"{x}+{y}"
+            hit = seen.get((x, y, text))
+            if hit is None:
+                p = self._name(x, locus, column)
+                if y != x:
+                    p = p + self._name(y, locus, column)
+                hit = seen[(x, y, text)] = (LocusTyping(locus, (((x,), (y,)),), text, False), p)
+            out.append(hit)
+        return out
 
     def _name(self, name: str, locus: str, column: str) -> list[Problem]:
         key = (name, locus, column)

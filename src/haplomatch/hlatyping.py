@@ -151,10 +151,18 @@ def name_problems(name: str, locus: str, nomenclature: Nomenclature, src: dict) 
     return problems
 
 
+_PLAIN_NAME = r"[A-Z0-9]+\*[A-Z0-9:]+"  # upper case, a locus and '*', no prefix, list, space or separator
+_PLAIN_PAIR = re.compile(rf"\s*({_PLAIN_NAME})\s*\+\s*({_PLAIN_NAME})\s*")
+
+
 def simple_cell(value: str, locus: str, second: str | None = None) -> LocusTyping | None:
     """The typing of a cell in the two commonest forms, ``X+Y`` (one column) or ``X`` and ``Y`` (two
     columns), both present; None for any other form. Gives exactly what :func:`parse_cell` gives such a
     cell (which has no problem), cheaply: a batch reads millions of them."""
+    if second is None:
+        m = _PLAIN_PAIR.fullmatch(value)
+        if m:  # two names already in normal form (``normalise`` keeps them as they are)
+            return LocusTyping(locus, (((m[1],), (m[2],)),), value.strip(), False)
     first = value.strip()
     if second is None:
         if first.count("+") != 1 or "|" in first or "," in first or ";" in first:

@@ -107,12 +107,28 @@ def _kir_columns(kir: KirGenotype | None) -> dict:
 def people_frame(people: Iterable[Person]) -> pl.DataFrame:
     """A table of people, one row each, columns as :func:`schema` (built column by column: a batch has
     hundreds of thousands of people)."""
+    people = list(people)
     cols = schema()
-    data: dict[str, list] = {c: [] for c in cols}
-    for p in people:
-        for k, v in person_record(p).items():
-            data[k].append(v)
+    data: dict[str, list] = {c: [getattr(p, c) for p in people] for c in ATTRIBUTES}
+    for locus in HLA_LOCI:
+        pairs = [_slots(p.hla.get(locus)) for p in people]
+        data[f"{locus}_1"] = [x for x, _ in pairs]
+        data[f"{locus}_2"] = [y for _, y in pairs]
+    kir = [_kir_record(p.kir) for p in people]
+    for c in (*KIR_GENE_COLUMNS, *KIR_EXTRA_COLUMNS):
+        data[c] = [r[c] for r in kir]
     return pl.DataFrame([pl.Series(c, data[c], dtype=t, strict=False) for c, t in cols.items()])
+
+
+def _slots(t: LocusTyping | None) -> tuple[str | None, str | None]:
+    """:func:`slot_strings`, with the commonest typing (one genotype of two single names) read directly."""
+    if t is None:
+        return None, None
+    if len(t.genotypes) == 1:
+        s1, s2 = t.genotypes[0]
+        if len(s1) == 1 and len(s2) == 1:
+            return s1[0], s2[0]
+    return slot_strings(t)
 
 
 def pair_frame(patients: pl.DataFrame, donors: pl.DataFrame, on: str | None = None) -> pl.DataFrame:
