@@ -162,6 +162,30 @@ class _Matcher:
         return hit
 
 
+    def relation(self, values: list[str]) -> int:
+        """The match relation between distinct slot strings as bits, pair (i, j) for i < j at bit
+        j (j - 1) / 2 + i: what match() says, with the candidate sets looked up once per string."""
+        bits = 0
+        bit = 1
+        pairs = self._pairs
+        sets = None
+        for j in range(1, len(values)):
+            vj = values[j]
+            for i in range(j):
+                vi = values[i]
+                hit = pairs.get((vi, vj))
+                if hit is None:
+                    if sets is None:
+                        sets = [self.alleles(v) for v in values]
+                    if len(pairs) > self.MAX_PAIRS:
+                        pairs.clear()
+                    hit = pairs[(vi, vj)] = pairs[(vj, vi)] = not sets[i].isdisjoint(sets[j])
+                if hit:
+                    bits |= bit
+                bit <<= 1
+        return bits
+
+
 #: one matcher per nomenclature, so that a loop over many families resolves each slot string once
 _MATCHERS: "weakref.WeakKeyDictionary[Nomenclature, _Matcher]" = weakref.WeakKeyDictionary()
 
@@ -207,7 +231,7 @@ class _LocusData:
     nuclear family, and for typed parents with full siblings only (``base``) each member's costs under the
     first option, from which every table follows (option (fi, mi) reads state s ^ (2 fi + mi))."""
 
-    __slots__ = ("fopts", "mopts", "_tables", "total", "gts", "prep", "base")
+    __slots__ = ("fopts", "mopts", "_tables", "total", "gts", "prep", "base", "memo")
 
     def __init__(self, fopts, mopts, tables=None, gts=None, base=None) -> None:
         self.fopts: list[tuple[str | None, str | None]] = fopts
@@ -217,17 +241,32 @@ class _LocusData:
         self.gts: dict[str, list[tuple[str | None, str | None]]] | None = gts
         self.prep: tuple | None = None  # what _joint_costs_fast needs
         self.base: list[list[float]] | None = base  # per member, the costs of its 4 states
+        #: answers that depend only on the locus's coded structure (see _code_locus), shared by every locus of
+        #: every family with the same structure: best options per joint state, per-locus choices, ...
+        self.memo: dict = {}
 
     @property
     def tables(self) -> list[np.ndarray]:
         if self._tables is None:
-            perm = _XOR[: len(self.fopts), : len(self.mopts)]
-            self._tables = [row[perm] for row in np.array(self.base, dtype=float)]
+            tables = self.memo.get("tables")
+            if tables is None:
+                perm = _XOR[: len(self.fopts), : len(self.mopts)]
+                tables = self.memo["tables"] = [row[perm] for row in np.array(self.base, dtype=float)]
+                for t in tables:
+                    t.flags.writeable = False
+            self._tables = tables
         return self._tables
 
     def best_options(self, members, state: tuple[int, ...]) -> tuple[float, list[tuple[int, int]]]:
         """The least cost of one joint state and the (father option, mother option) pairs reaching it, in C
         order."""
+        key = ("options", state)
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self.memo[key] = self._best_options(members, state)
+        return hit
+
+    def _best_options(self, members, state: tuple[int, ...]) -> tuple[float, list[tuple[int, int]]]:
         if self.base is not None:
             rows = self.base
             subs = []
@@ -315,12 +354,12 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
     n_states = int(np.prod(shape))
     fast = settings.fast and _exact(settings)
 
-    nuclear = _nuclear_fast(loci, ped, members, people, m, settings.unexplained_cost) if fast else None
-    if nuclear is not None:
-        locus_data = nuclear
+    if fast:
+        locus_data, is_nuclear = _shared_loci(loci, ped, members, people, m, settings.unexplained_cost)
+        nuclear = locus_data if is_nuclear else None
     else:
-        build = _locus_fast if fast else _locus_reference
-        locus_data = [build(locus, ped, members, people, m, settings.unexplained_cost) for locus in loci]
+        nuclear = None
+        locus_data = [_locus_reference(locus, ped, members, people, m, settings.unexplained_cost) for locus in loci]
 
     n_configs = int(np.prod([len(ld.fopts) * len(ld.mopts) for ld in locus_data], dtype=float))
     if settings.mode == "joint" or (settings.mode == "auto" and (
@@ -346,6 +385,109 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
             "parental phase configurations): type the parents, or split the family", column="relation")])
     paths = _merge_mirrors(paths, members, ped, people)
     return _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m, settings)
+
+
+def _code_locus(ids: list[str], people: dict, locus: str, m: _Matcher):
+    """One locus of a family in integer codes: every distinct slot string gets the index of its first
+    appearance (in the order of ``ids``: father, mother, members; as _locus_fast numbers its values), and
+    the key is the genotypes as index pairs (-1: open slot) with the match relation between the distinct
+    values as bits. The fast builders use slot strings only through string equality and _Matcher.match, so
+    everything they compute for a locus is a function of this key (and of the members' kinds and the cost):
+    ambiguous typings (allele lists, XX codes, mixed resolutions) are covered exactly by the match bits.
+    Returns the values in index order, the genotypes by person id, and the key."""
+    gts: dict[str, list[tuple[str | None, str | None]]] = {}
+    index: dict[str, int] = {}
+    struct = []
+    for pid in ids:
+        p = people.get(pid)
+        t = p.hla.get(locus) if p is not None else None
+        if t is not None and len(t.genotypes) == 1:  # _genotypes(t), inline for the common case
+            a, b = t.genotypes[0]
+            g = [(("/".join(a) or None), ("/".join(b) or None))] if a or b else []
+        else:
+            g = _genotypes(t)
+        gts[pid] = g
+        coded = []
+        for x, y in g:
+            if x is None:
+                i = -1
+            else:
+                i = index.get(x)
+                if i is None:
+                    i = index[x] = len(index)
+            if y is None:
+                j = -1
+            else:
+                j = index.get(y)
+                if j is None:
+                    j = index[y] = len(index)
+            coded.append((i, j))
+        struct.append(tuple(coded))
+    values = list(index)
+    return values, gts, (tuple(struct), m.relation(values))
+
+
+#: per coded locus (see _code_locus): the options as value indices, the cost tables and what depends on them
+#: alone (a screen meets the same few hundred structures in every family)
+_SHARED: dict[tuple, tuple] = {}
+_SHARED_MAX = 1 << 15
+
+
+def _shared_loci(loci, ped, members, people, m: _Matcher, U: float) -> tuple[list[_LocusData], bool]:
+    """The loci of the fast computation, and whether they are _nuclear_fast's (typed parents, full siblings).
+
+    Each locus is built once per coded structure (by _nuclear_fast or _locus_fast on the first family that
+    has it) and kept with its options as value indices; a later family with the same structure gets the same
+    numbers with its own strings put back, and shares the memo of answers that depend on the structure only
+    (best options per joint state, per-locus choices, joint costs, sharing by state)."""
+    ids = [ped.father, ped.mother] + [mb.id for mb in members]
+    coded = [_code_locus(ids, people, locus, m) for locus in loci]
+    kinds = tuple(mb.kind for mb in members)
+    nuclear = (people.get(ped.father) is not None and people.get(ped.mother) is not None
+               and all(k == "full" for k in kinds)
+               and all(len(st[0]) == 1 and len(st[1]) == 1 and -1 not in st[0][0] and -1 not in st[1][0]
+                       for _, _, (st, _) in coded))
+    tag = "nuclear" if nuclear else "tables"
+    out = []
+    for locus, (values, gts, key) in zip(loci, coded):
+        full_key = (tag, U, kinds, key)
+        entry = _SHARED.get(full_key)
+        if entry is None:
+            if nuclear:
+                (ld,) = _nuclear_fast([locus], ped, members, people, m, U)  # type: ignore[misc]
+            else:
+                ld = _locus_fast(locus, ped, members, people, m, U)
+            entry = _abstract(ld, values)
+            if len(_SHARED) >= _SHARED_MAX:
+                _SHARED.clear()
+            _SHARED[full_key] = entry
+        fo, mo, tables, base, prep, memo = entry
+        val: list[str | None] = values + [None]
+        ld = _LocusData([(val[a], val[b]) for a, b in fo], [(val[a], val[b]) for a, b in mo], tables, gts=gts,
+                        base=base)
+        if prep is not None:
+            ld.prep = prep + ({v: i for i, v in enumerate(values)},)
+        ld.memo = memo
+        out.append(ld)
+    return out, nuclear
+
+
+def _abstract(ld: _LocusData, values: list[str]) -> tuple:
+    """A freshly built locus with its strings taken out: options as value indices (None: the index after the
+    last value, as _locus_fast's), read-only tables and base costs, prep without the string index, a memo."""
+    index = {v: i for i, v in enumerate(values)}
+    none = len(values)
+
+    def code(opts):
+        return tuple((none if a is None else index[a], none if b is None else index[b]) for a, b in opts)
+
+    tables = ld._tables
+    if tables is not None:
+        for t in tables:
+            t.flags.writeable = False
+    base = None if ld.base is None else tuple(tuple(r) for r in ld.base)
+    prep = None if ld.prep is None else ld.prep[:-1]
+    return code(ld.fopts), code(ld.mopts), tables, base, prep, {}
 
 
 def _nuclear_fast(loci, ped, members, people, m: _Matcher, U: float) -> list[_LocusData] | None:
@@ -403,32 +545,42 @@ def _constant_paths_nuclear(locus_data: list[_LocusData], settings):
     least: list[float] = []
     choices: list[set[tuple[int, ...]]] = []
     for li, ld in enumerate(locus_data):
-        lows, bests = [], []
-        for r in ld.base:
-            low = min(r)
-            lows.append(low)
-            bests.append((r[0] == low) | (r[1] == low) << 1 | (r[2] == low) << 2 | (r[3] == low) << 3)
-        nF, nM = len(ld.fopts), len(ld.mopts)
-        per = []
-        for o in range(4):
-            if o >> 1 >= nF or o & 1 >= nM:
-                continue
-            perm = _XOR_MASK[o]
-            if li == 0:  # the patient is in state 0 (haplotypes a and c) at the first locus
-                cost = ld.base[0][o]
-                for low in lows[1:]:
-                    cost += low
-                masks = (1,) + tuple([perm[mk] for mk in bests[1:]])
-            else:
-                cost = 0
-                for low in lows:
-                    cost += low
-                masks = tuple([perm[mk] for mk in bests])
-            per.append((cost, masks))
-        low = min(c for c, _ in per)
-        least.append(low)
-        choices.append({mk for c, mk in per if c == low})
+        key = ("nuclear choices", li == 0)
+        hit = ld.memo.get(key)
+        if hit is None:
+            hit = ld.memo[key] = _nuclear_choices(ld, li == 0)
+        least.append(hit[0])
+        choices.append(hit[1])
     return _constant_paths(least, choices, len(locus_data[0].base), settings)
+
+
+def _nuclear_choices(ld: _LocusData, first: bool) -> tuple[float, set[tuple[int, ...]]]:
+    """One locus of _constant_paths_nuclear: the least cost of a joint state, and the members' best states
+    (as bits) per option reaching it."""
+    lows, bests = [], []
+    for r in ld.base:
+        low = min(r)
+        lows.append(low)
+        bests.append((r[0] == low) | (r[1] == low) << 1 | (r[2] == low) << 2 | (r[3] == low) << 3)
+    nF, nM = len(ld.fopts), len(ld.mopts)
+    per = []
+    for o in range(4):
+        if o >> 1 >= nF or o & 1 >= nM:
+            continue
+        perm = _XOR_MASK[o]
+        if first:  # the patient is in state 0 (haplotypes a and c) at the first locus
+            cost = ld.base[0][o]
+            for low in lows[1:]:
+                cost += low
+            masks = (1,) + tuple([perm[mk] for mk in bests[1:]])
+        else:
+            cost = 0
+            for low in lows:
+                cost += low
+            masks = tuple([perm[mk] for mk in bests])
+        per.append((cost, masks))
+    low = min(c for c, _ in per)
+    return low, {mk for c, mk in per if c == low}
 
 
 #: _XOR_MASK[o][mask]: the set of states {s ^ o : s in mask}, as bits
@@ -438,6 +590,14 @@ _XOR_MASK = [[sum(1 << (s ^ o) for s in range(4) if mask >> s & 1) for mask in r
 def _locus_choices(ld: _LocusData, first: bool) -> tuple[float, set[tuple[int, ...]]]:
     """Full siblings only: the least cost of a joint state at one locus, and per parental option reaching it
     each member's best states (as bits) -- the joint states reaching it are the products of those."""
+    key = ("choices", first)
+    hit = ld.memo.get(key)
+    if hit is None:
+        hit = ld.memo[key] = _locus_choices_of(ld, first)
+    return hit
+
+
+def _locus_choices_of(ld: _LocusData, first: bool) -> tuple[float, set[tuple[int, ...]]]:
     nO = len(ld.fopts) * len(ld.mopts)
     T = np.stack([t.reshape(nO, 4) for t in ld.tables], axis=1)  # (options, members, states), a new array
     if first:
@@ -644,9 +804,23 @@ def _locus_fast(locus, ped, members, people, m: _Matcher, U: float) -> _LocusDat
 
 def _joint_costs_fast(ld: _LocusData, members, shape) -> np.ndarray:
     """The cost of every joint state at one locus (the minimum over the parental options), as
-    _totals(...).min() of the reference. Where a parent is untyped (any pair of values), the minimum is taken
-    per value: the children who received its first haplotype and those who received its second constrain the
-    two values independently, so min over (u, w) = min over u + min over w."""
+    _totals(...).min() of the reference (read-only: it is shared by the loci of the same structure). Where a
+    parent is untyped (any pair of values), the minimum is taken per value: the children who received its
+    first haplotype and those who received its second constrain the two values independently, so min over
+    (u, w) = min over u + min over w."""
+    hit = ld.memo.get("joint costs")
+    if hit is None:
+        costs = _joint_costs_of(ld, members, shape)
+        costs.flags.writeable = False
+        if ld.total is not None:
+            ld.total.flags.writeable = False
+        hit = ld.memo["joint costs"] = (costs, ld.total)
+    if hit[1] is not None:
+        ld.total = hit[1]
+    return hit[0]
+
+
+def _joint_costs_of(ld: _LocusData, members, shape) -> np.ndarray:
     if ld.prep is None or not (ld.prep[5] or ld.prep[6]):  # both parents typed: few options
 
         ld.total = _totals(members, shape, ld.tables)
@@ -906,8 +1080,11 @@ def _config_search(members, locus_data, settings):
 def _merge_mirrors(paths, members, ped, people):
     """With neither parent typed, which haplotypes are paternal cannot be told: a solution and its mirror
     (father ↔ mother) are one answer. Keep one of each pair."""
-    untyped = [not any(t.typed for t in (people[n].hla.values() if n in people else ())) for n in (ped.father, ped.mother)]
-    if not all(untyped) or ped.paternal_half_siblings or ped.maternal_half_siblings:
+    def typed(n: str) -> bool:
+        p = people.get(n)
+        return p is not None and any(_is_typed(t) for t in p.hla.values())
+
+    if ped.paternal_half_siblings or ped.maternal_half_siblings or typed(ped.father) or typed(ped.mother):
         return paths
 
     def mirror(path):
@@ -1011,8 +1188,8 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
         for mb in members[1:]:
             by_solution.setdefault(mb.id, set()).add(_sharing(mb, path, loci, idx, hom_f, hom_m))
     pt_loci = set(loci)
-    for mb in members[1:]:
-        ibs = {loc: _ibs(pt, people[mb.id], loc, m, locus_data[li].gts) for li, loc in enumerate(loci)}
+    for i, mb in enumerate(members[1:], 1):
+        ibs = {loc: _ibs_shared(locus_data[li], i, pt, people[mb.id], loc, m) for li, loc in enumerate(loci)}
         rels.append(_relationship(people[mb.id], mb, by_solution[mb.id], loci, pt_loci, overflow, ibs,
                                   tuple(loc for loc in loci if loc in typed_at[mb.id])))
     for n, lab in ((ped.father, "a"), (ped.mother, "c")):
@@ -1091,6 +1268,16 @@ def _ibs(a, b, locus: str, m: _Matcher, gts: dict | None = None) -> int | None:
             b = match(x1, y2) + match(x2, y1)
             best = max(best, a, b)
     return best
+
+
+def _ibs_shared(ld: _LocusData, i: int, pt, p, locus: str, m: _Matcher) -> int | None:
+    """_ibs of the patient and member i at one locus, kept in the locus's memo: it depends on their genotypes
+    through string equality and matching only, so on the locus's coded structure."""
+    key = ("ibs", i)
+    hit = ld.memo.get(key, key)
+    if hit is key:
+        hit = ld.memo[key] = _ibs(pt, p, locus, m, ld.gts)
+    return hit
 
 
 _COUNT_NAMES = {0: "none", 1: "one", 2: "both"}
