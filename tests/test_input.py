@@ -285,3 +285,30 @@ def test_reading_a_whole_locus_column_equals_reading_each_cell(ref, cells, two_c
         one = _CellMemo(ref.nomenclature, False)
         want = [one.cell("A", "A", a, None, Settings()) for a, _ in cells]
     assert got == want
+
+
+@pytest.mark.parametrize("sep", [",", ";", "\t"])
+def test_plain_files_are_read_by_polars_as_the_csv_module_reads_them(sep):
+    """Files without quotes are parsed by polars (fast); the table and the problems (a row with too many or
+    too few cells) equal those of the csv-module reader, blanks stripped, empty cells empty strings."""
+    import csv
+    import io
+
+    from haplomatch.familyfile import _plain_table, _to_table
+
+    rows = ["id, relation ,A", "P,patient, A*01:01+A*02:01 ", "F ,father,", "M,mother,A*01:01,extra",
+            "S1,\u00a0brother\u00a0,A*02:01+A*03:01", "S2,sister", "S3,,\tA*24:02+A*01:01"]
+    lines = [r.replace(",", sep) if sep != "," else r for r in rows]
+    if sep == "\t":
+        lines = [ln.replace("\tA*24", " A*24") for ln in lines]
+    want = _to_table(list(csv.reader(io.StringIO("\n".join(lines)), delimiter=sep)), "f.csv", sep)
+    got = _plain_table(lines, "f.csv", sep)
+    assert got[0].equals(want[0]) and got[0].columns == want[0].columns == ["id", "relation", "A", "__row__"]
+    assert [(p.row, p.message) for p in got[1]] == [(3, "row has 4 cells, the header has 3"),
+                                                     (5, "row has 2 cells, the header has 3")]
+    assert got[0]["relation"].to_list() == ["patient", "father", "brother", ""]  # U+00A0 is a blank, stripped
+    clean = [ln for i, ln in enumerate(lines) if i not in (3, 5)]
+    fast = _plain_table(clean, "f.csv", sep)  # no ragged row: the polars route
+    slow = _to_table(list(csv.reader(io.StringIO("\n".join(clean)), delimiter=sep)), "f.csv", sep)
+    assert fast[0].equals(slow[0]) and fast[0]["A"].to_list() == ["A*01:01+A*02:01", "", "A*02:01+A*03:01",
+                                                                  "A*24:02+A*01:01"]
