@@ -257,7 +257,7 @@ def _intern(df: pl.DataFrame, items: list[tuple[str, _Interner, pl.Expr]],
     values not seen before are read by their interner first (``before`` sees them all first, by name)."""
     res = df.select([x for name, it, e in items for x in it.lookup(e, name)])
     h1 = {name: res[f"{name}\x00h1"].to_numpy() for name, _, _ in items}
-    found = {name: it.find(h1[name]) for name, it, _ in items}
+    found = {name: it.find(h1[name]) if len(it) else np.full(df.height, -1, dtype=np.int64) for name, it, _ in items}
     missing = {}
     for name, it, e in items:
         miss = found[name] < 0
@@ -404,22 +404,29 @@ class _SlotTable:
         return [self.index[s] if s else 0 for s in slots]
 
     def _add(self, new: list[str]) -> None:
+        """Append the distinct slot strings ``new`` (not yet held), with their ``compat`` keys (one polars join,
+        no per-slot Python work: a registry's first batch names tens of thousands)."""
         k = slot_keys(self.ref, new, self.settings.level, self.settings.null_alleles)
-        by = {s: (e, a, ks) for s, e, a, ks in zip(k["slot"].to_list(), k["error"].to_list(), k["absent"].to_list(),
-                                                    k["keys"].to_list())}
         self.keys_table = k if self.keys_table is None else pl.concat([self.keys_table, k], how="vertical_relaxed")
+        keys = pl.col("keys")
+        ok = (pl.col("error").is_null() & ~pl.col("absent") & (keys.list.len() == 1)).fill_null(False)
+        j = (
+            pl.DataFrame({"slot": new}, schema={"slot": pl.String})
+            .join(k, on="slot", how="left", maintain_order="left")
+            .select("error", ok.alias("ok"), pl.when(ok).then(keys.list.first()).alias("key"),
+                    keys.fill_null(pl.lit([], pl.List(pl.String))).alias("keys"), pl.col("absent").is_null().alias("lost"))
+        )
+        if j["lost"].any():  # pragma: no cover - slot_keys gives every slot a row
+            raise RuntimeError("internal error: slot_keys lost a slot")
+        first = len(self.strings)
+        self.index.update(zip(new, range(first, first + len(new))))
+        self.strings += new
+        self.error += j["error"].to_list()
+        self.simple += j["ok"].to_list()
+        self.key += j["key"].to_list()
+        self.all_keys += j["keys"].to_list()
         for c in ("tce_v1", "tce_v2", "expressed"):
             self.tce[c] += [None] * len(new)
-        for s in new:
-            error, absent, keys = by[s]
-            keys = keys or []
-            self.index[s] = len(self.strings)
-            self.strings.append(s)
-            self.error.append(error)
-            ok = error is None and not absent and len(keys) == 1
-            self.simple.append(ok)
-            self.key.append(keys[0] if ok else None)
-            self.all_keys.append(list(keys))
         self.has_facts = np.concatenate([self.has_facts, np.zeros(len(new), dtype=bool)])
 
     def ensure_facts(self, ids: np.ndarray) -> np.ndarray:
@@ -793,9 +800,8 @@ class FastFacts:
         self._tce_table: pl.DataFrame | None = None
         self._tce_dense = np.full(0, -1, dtype=np.int64)
         self._n_slots = 0
-        self._base: dict[str, list[int]] = {loc: [] for loc in CORE_LOCI}
         self.base: dict[str, np.ndarray] = {}
-        self._kid: list[int] = []
+        self.kid = np.zeros(0, dtype=np.int64)
         self._kids: dict[str, int] = {}
         self._tcl: list[int] = []
         self._tcodes: dict[tuple, int] = {}
@@ -811,16 +817,19 @@ class FastFacts:
         if n == start:
             return
         keys = self.slots.key[start:n]
+        kid = np.array([self._kids.setdefault(k, len(self._kids)) if k is not None else -1 for k in keys],
+                       dtype=np.int64)
         for loc, p in self.loc.items():
-            add = [3 + p.keys[k] if k in p.keys else 1 if k is not None else -1 for k in keys]
+            add = np.where(kid >= 0, 1, -1).astype(np.int64)
+            for k, i in p.keys.items():
+                if k in self._kids:
+                    add[kid == self._kids[k]] = 3 + i
             if start == 0:
                 add[0] = 0
-            self._base[loc] += add
-            self.base[loc] = np.array(self._base[loc], dtype=np.int64)
-        self._kid += [self._kids.setdefault(k, len(self._kids)) if k is not None else -1 for k in keys]
-        self.kid = np.array(self._kid, dtype=np.int64)
+            self.base[loc] = np.concatenate([self.base[loc], add]) if start else add
+        self.kid = np.concatenate([self.kid, kid]) if start else kid
         self._tcl += [-1] * (n - start)  # set by _refresh_tce once the slot's facts are known
-        self._refresh_tce([i for i in range(start, n) if self.slots.has_facts[i]])
+        self._refresh_tce((np.nonzero(self.slots.has_facts[start:n])[0] + start).tolist())
         self._n_slots = n
 
     def _refresh_tce(self, ids) -> None:
@@ -1299,7 +1308,8 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     need: set[str] = set()
     pre_cols: set[str] = set()
     use_fast = False
-    kept: pl.DataFrame | None = None  # the best so far: ranking columns + "__row" + donor people columns "__d_*"
+    kept: pl.DataFrame | None = None  # the best so far: ranking columns + "__row"
+    kept_people: pl.DataFrame | None = None  # their people rows (for the general facts at the end), same order
     rows_in = ranked = rejected = batches = 0
     rejects: list[pl.DataFrame] = []
     warnings: list[str] = []
@@ -1362,8 +1372,7 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
             facts = fast.facts(b, rows, need)
         else:
             facts = general(b.people(rows))
-        facts = facts.with_columns(pl.Series("__row", rows + 1 + start, dtype=pl.Int64),
-                                   pl.Series("__i", rows, dtype=pl.Int64))
+        facts = facts.with_columns(pl.Series("__row", rows + 1 + start, dtype=pl.Int64))
         lap("facts")
         # drop the donors that cannot enter: strictly after the N-th best known (kept, or a sample's N-th)
         withp, prefix = _prefix_columns(facts, order_rules)
@@ -1378,17 +1387,24 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
         if worst is not None:
             withp = withp.filter(~_after(worst, prefix))
         facts = withp.drop([c for c, _ in prefix])
-        # the donors' people rows travel with them (for the general facts of the best at the end)
-        facts = facts.hstack(b.people(facts["__i"].to_numpy()).select(pl.all().name.prefix("__d_"))).drop("__i")
         cand = facts if kept is None else pl.concat([kept, facts.select(kept.columns)], how="vertical_relaxed")
         kept = evaluate(cand, order_rules).head(top).select(cand.columns)
+        # the people rows of the best (for their general facts at the end): of this batch's donors among them,
+        # read now (the batch is gone later); of the others, kept
+        at = kept["__row"].to_numpy()
+        new = at[at > start]
+        people = b.people(new - 1 - start).with_columns(pl.Series("__row", new, dtype=pl.Int64))
+        if kept_people is not None:
+            people = pl.concat([kept_people.filter(pl.col("__row").is_in(at[at <= start].tolist())),
+                                people.select(kept_people.columns)])
+        kept_people = kept.select("__row").join(people, on="__row", how="left", maintain_order="left")
         lap("select")
         if progress:
             progress(rows_in, batches)
 
     if reader is None or kept is None or rules is None:
         raise InputError.one("the registry has no donor that could be read", file=str(path))
-    donors = kept.select([c for c in kept.columns if c.startswith("__d_")]).rename(lambda c: c[4:])
+    donors = kept_people.drop("__row")
     full = general(donors.with_columns(kept["__row"])).rename({"donor___row": "row"})
     cands = rank_facts(full, rules)
     ranked_full = evaluate(full, rules)
