@@ -1126,10 +1126,20 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
     haps: dict[str, dict[str, set]] = {h: {loc: set() for loc in loci} for h in "abcd"}
     for path in paths:
         for li, locus in enumerate(loci):
-            fopts, mopts = locus_data[li].fopts, locus_data[li].mopts
-            for fi, mi in best_options(li, path[li])[1]:
+            ld = locus_data[li]
+            fopts, mopts = ld.fopts, ld.mopts
+            # the values are sets: each father (mother) option reaching the state counts once, however many
+            # options of the other parent it pairs with (an untyped parent's options are many)
+            key = ("option sides", path[li])
+            sides = ld.memo.get(key)
+            if sides is None:
+                pairs = best_options(li, path[li])[1]
+                sides = ld.memo[key] = (tuple(dict.fromkeys(fi for fi, _ in pairs)),
+                                        tuple(dict.fromkeys(mi for _, mi in pairs)))
+            for fi in sides[0]:
                 for lab, val in zip("ab", fopts[fi]):
                     haps[lab][locus].add(val)
+            for mi in sides[1]:
                 for lab, val in zip("cd", mopts[mi]):
                     haps[lab][locus].add(val)
     haplotypes = {h: {loc: tuple(sorted([v for v in vals if v is not None])) for loc, vals in per.items()}
@@ -1283,10 +1293,28 @@ def _ibs_shared(ld: _LocusData, i: int, pt, p, locus: str, m: _Matcher) -> int |
 _COUNT_NAMES = {0: "none", 1: "one", 2: "both"}
 
 
+#: _relationship's answers without the person: they depend on the sharing per solution, the loci, the
+#: sharing by state and the loci typed only (few combinations recur in a screen)
+_RELATIONSHIPS: dict[tuple, tuple] = {}
+
+
 def _relationship(p, mb, solutions: set, loci, pt_loci, overflow, ibs: dict | None = None,
                   typed: tuple[str, ...] | None = None) -> Relationship:
     if typed is None:
         typed = tuple(loc for loc in loci if p.hla.get(loc) is not None and p.hla[loc].typed)
+    key = (frozenset(solutions), tuple(loci), frozenset(pt_loci), tuple(ibs.items()) if ibs else None, typed)
+    parts = _RELATIONSHIPS.get(key)
+    if parts is None:
+        if len(_RELATIONSHIPS) >= _SHARED_MAX:
+            _RELATIONSHIPS.clear()
+        parts = _RELATIONSHIPS[key] = _relationship_parts(solutions, loci, pt_loci, ibs, typed)
+    named, evidence, fields, possibilities = parts
+    return Relationship(p.id, p.relation, *fields, p.id + evidence if named else evidence, possibilities)
+
+
+def _relationship_parts(solutions: set, loci, pt_loci, ibs: dict | None, typed: tuple[str, ...]):
+    """What _relationship says of anyone with these inputs: whether the evidence begins with the person's id,
+    the evidence after it, the Relationship's fields between relation and evidence, and its possibilities."""
     capped: set[str] = set()
     if ibs:
         # never claim more sharing at a locus than the typed alleles show (an unexplained allele there)
@@ -1303,8 +1331,7 @@ def _relationship(p, mb, solutions: set, loci, pt_loci, overflow, ibs: dict | No
         solutions = capped_solutions
     partial = len(typed) < len(pt_loci)
     if not typed:
-        return Relationship(p.id, p.relation, None, "undetermined", (), None, typed, True, False,
-                            f"{p.id} is not HLA typed")
+        return True, " is not HLA typed", (None, "undetermined", (), None, typed, True, False), ()
     outcomes = set()
     for sol in solutions:
         labels = {loc: labs for loc, labs in zip(loci, sol) if loc in typed}
@@ -1314,17 +1341,16 @@ def _relationship(p, mb, solutions: set, loci, pt_loci, overflow, ibs: dict | No
         outcomes.add((_classify(counts), tuple(counts.items()), shared_labels))
     klasses = {o[0][1] for o in outcomes}
     if len(klasses) > 1:
-        return Relationship(p.id, p.relation, None, "undetermined", (), None, typed, partial, True,
-                            "the typings fit several inheritances equally well ("
-                            + ", ".join(sorted(klasses)) + "): type the parents or more loci to settle it",
-                            tuple(sorted(klasses)))
+        return (False, "the typings fit several inheritances equally well (" + ", ".join(sorted(klasses))
+                + "): type the parents or more loci to settle it",
+                (None, "undetermined", (), None, typed, partial, True), tuple(sorted(klasses)))
     labels_seen = {o[2] for o in outcomes}
     (shared, klass, all_loci), counts, labels = sorted(outcomes)[0]
     if len(labels_seen) > 1:
         labels = ()
     counts_d = dict(counts)
     names = _COUNT_NAMES
-    ev = f"{p.id} inherited " + ", ".join([f"{names[c]} at {loc}" for loc, c in counts_d.items()]) + " of the patient's haplotypes"
+    ev = " inherited " + ", ".join([f"{names[c]} at {loc}" for loc, c in counts_d.items()]) + " of the patient's haplotypes"
     if labels:
         ev += f" (shares {' and '.join(labels)})"
     if not all_loci:
@@ -1334,7 +1360,7 @@ def _relationship(p, mb, solutions: set, loci, pt_loci, overflow, ibs: dict | No
         ev += f"; on the loci typed only ({', '.join(typed)})"
     if capped:
         ev += f"; the alleles at {', '.join(sorted(capped, key=loci.index))} do not fit the inheritance (see conflicts)"
-    return Relationship(p.id, p.relation, shared, klass, labels, all_loci, typed, partial, True, ev)
+    return True, ev, (shared, klass, labels, all_loci, typed, partial, True), ()
 
 
 def _carries(p, hap: dict[str, tuple[str, ...]], loci, m: _Matcher) -> tuple[bool | None, tuple[str, ...]]:
