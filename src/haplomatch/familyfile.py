@@ -541,6 +541,7 @@ class _CellMemo:
             values, others = table[pair[0]].to_list(), [w or "" for w in table[pair[1]].to_list()]
         out = []
         seen: dict[tuple[str, str, str], tuple] = {}
+        checked = {n: self._name(n, locus, column) for n in {*firsts, *seconds} if n is not None}
         for v, w, x, y in zip(values, others, firsts, seconds):
             if x is None or y is None:
                 out.append(self.cell(locus, column, v, w, settings))
@@ -548,9 +549,9 @@ class _CellMemo:
             text = v.strip() if pair is None else f"{x}+{y}"
             hit = seen.get((x, y, text))
             if hit is None:
-                p = self._name(x, locus, column)
+                p = checked[x]
                 if y != x:
-                    p = p + self._name(y, locus, column)
+                    p = p + checked[y]
                 hit = seen[(x, y, text)] = (LocusTyping(locus, (((x,), (y,)),), text, False), p)
             out.append(hit)
         return out
