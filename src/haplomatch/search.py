@@ -390,6 +390,7 @@ class _SlotTable:
     index: dict[str, int] = field(default_factory=dict)
     error: list[str | None] = field(default_factory=lambda: [None])
     simple: list[bool] = field(default_factory=lambda: [False])
+    absent: list[bool] = field(default_factory=lambda: [False])
     key: list[str | None] = field(default_factory=lambda: [None])
     all_keys: list[list[str]] = field(default_factory=lambda: [[]])
     tce: dict[str, list] = field(default_factory=lambda: {"tce_v1": [None], "tce_v2": [None], "expressed": [None]})
@@ -414,7 +415,8 @@ class _SlotTable:
             pl.DataFrame({"slot": new}, schema={"slot": pl.String})
             .join(k, on="slot", how="left", maintain_order="left")
             .select("error", ok.alias("ok"), pl.when(ok).then(keys.list.first()).alias("key"),
-                    keys.fill_null(pl.lit([], pl.List(pl.String))).alias("keys"), pl.col("absent").is_null().alias("lost"))
+                    keys.fill_null(pl.lit([], pl.List(pl.String))).alias("keys"), pl.col("absent").is_null().alias("lost"),
+                    pl.col("absent").fill_null(False))
         )
         if j["lost"].any():  # pragma: no cover - slot_keys gives every slot a row
             raise RuntimeError("internal error: slot_keys lost a slot")
@@ -423,6 +425,7 @@ class _SlotTable:
         self.strings += new
         self.error += j["error"].to_list()
         self.simple += j["ok"].to_list()
+        self.absent += j["absent"].to_list()
         self.key += j["key"].to_list()
         self.all_keys += j["keys"].to_list()
         for c in ("tce_v1", "tce_v2", "expressed"):
@@ -806,6 +809,7 @@ class FastFacts:
         self._tcl: list[int] = []
         self._tcodes: dict[tuple, int] = {}
         self._kir_table: tuple[int, pl.DataFrame] | None = None
+        self._splits: dict[str, dict[int, tuple[list[str], frozenset[str]]]] = {loc: {} for loc in CORE_LOCI}
 
     # -- per slot id arrays (grown with the slot table) --
     def _arrays(self) -> None:
@@ -872,20 +876,68 @@ class FastFacts:
             return "\x00=" + next(k for k, i in self.loc[loc].keys.items() if i == code - 3)
         return self.slots.strings[code - ns]
 
+    def _reduced(self, loc: str, a: int, b: int) -> tuple[str, str] | None:
+        """The donor slots of a renamed row of two typed slots kept as they are (ambiguous: several keys) as
+        synthetic slots with fewer keys and the same counts, or None (a slot untyped, not read, or all null).
+
+        The counts depend only on which keys each slot can have, through Hall's condition on the equality
+        patterns of the four slots: the size of a union of key sets, compared with at most 4 blocks. Keys the
+        patient cannot have fall into three classes (in donor slot 1 only, in 2 only, in both), every key of a
+        class in the same slots (untyped slots, wildcards, hold them all); a class counted as at most 4 keys
+        leaves every such comparison as it is. So ``A*02`` (hundreds of keys) against ``A*02:01/A*02:05``
+        is counted once, with a dozen keys, for every donor whose row reduces to the same."""
+        ns = 3 + len(self.loc[loc].keys)
+        if a < ns or b < ns:
+            return None
+        i, j, sl = a - ns, b - ns, self.slots
+        if sl.error[i] is not None or sl.error[j] is not None or sl.absent[i] or sl.absent[j]:
+            return None
+        (p1, f1), (p2, f2) = self._split(loc, i), self._split(loc, j)
+        both = len(f1 & f2)
+
+        def tokens(tag: str, n: int) -> list[str]:
+            return [f"\x00{tag}{t}" for t in range(min(n, 4))]
+
+        r1 = sorted(p1 + tokens("b", both) + tokens("x", len(f1) - both))
+        r2 = sorted(p2 + tokens("b", both) + tokens("y", len(f2) - both))
+        return "\x00~" + "\x1f".join(r1), "\x00~" + "\x1f".join(r2)
+
+    def _split(self, loc: str, i: int) -> tuple[list[str], frozenset[str]]:
+        """The keys of slot ``i`` the patient has at ``loc``, and the others (remembered per slot)."""
+        hit = self._splits[loc].get(i)
+        if hit is None:
+            pk = self.loc[loc].keys
+            ks = set(self.slots.all_keys[i])
+            hit = ([k for k in ks if k in pk], frozenset(k for k in ks if k not in pk))
+            self._splits[loc][i] = hit
+        return hit
+
+    @staticmethod
+    def _synthetic_keys(name: str) -> list[str]:
+        """The keys of a synthetic slot: ``\\x00=key`` (a patient key), ``\\x00~k1…`` (reduced), ``\\x00#1``."""
+        if name.startswith("\x00="):
+            return [name[2:]]
+        if name.startswith("\x00~"):
+            return name[2:].split("\x1f") if len(name) > 2 else []
+        return [name]
+
     def _count_new(self, todo: dict[str, list[tuple[int, int]]]) -> None:
         """Count renamed four-slot rows not seen before (all loci at once), with ``compat``'s own code."""
         frames, synth = [], set()
         for loc, new in todo.items():
             pt = self.loc[loc]
-            q = pl.DataFrame({
-                "s_p1": [pt.s1] * len(new), "s_p2": [pt.s2] * len(new),
-                "s_d1": [self._slot_name(loc, a) for a, _ in new], "s_d2": [self._slot_name(loc, b) for _, b in new],
-            }, schema={"s_p1": pl.String, "s_p2": pl.String, "s_d1": pl.String, "s_d2": pl.String})
+            d1, d2 = [], []
+            for a, b in new:
+                r = self._reduced(loc, a, b)
+                d1.append(r[0] if r else self._slot_name(loc, a))
+                d2.append(r[1] if r else self._slot_name(loc, b))
+            q = pl.DataFrame({"s_p1": [pt.s1] * len(new), "s_p2": [pt.s2] * len(new), "s_d1": d1, "s_d2": d2},
+                             schema={"s_p1": pl.String, "s_p2": pl.String, "s_d1": pl.String, "s_d2": pl.String})
             frames.append(q)
-            synth |= {x for x in q["s_d1"].to_list() + q["s_d2"].to_list() if x.startswith("\x00")}
+            synth |= {x for x in d1 + d2 if x.startswith("\x00")}
         synth_l = sorted(synth)
         extra = pl.DataFrame({
-            "slot": synth_l, "keys": [[x[2:]] if x.startswith("\x00=") else [x] for x in synth_l],
+            "slot": synth_l, "keys": [self._synthetic_keys(x) for x in synth_l],
             "absent": [False] * len(synth_l), "error": [None] * len(synth_l),
         }, schema={"slot": pl.String, "keys": pl.List(pl.String), "absent": pl.Boolean, "error": pl.String})
         keys = pl.concat([self.slots.keys_table.select("slot", "keys", "absent", "error"), extra],
