@@ -176,7 +176,8 @@ class _Matcher:
                 hit = pairs.get((vi, vj))
                 if hit is None:
                     if sets is None:
-                        sets = [self.alleles(v) for v in values]
+                        known = self._sets
+                        sets = [known.get(v) or self.alleles(v) for v in values]
                     if len(pairs) > self.MAX_PAIRS:
                         pairs.clear()
                     hit = pairs[(vi, vj)] = pairs[(vj, vi)] = not sets[i].isdisjoint(sets[j])
@@ -241,7 +242,7 @@ class _LocusData:
         self.gts: dict[str, list[tuple[str | None, str | None]]] | None = gts
         self.prep: tuple | None = None  # what _joint_costs_fast needs
         self.base: list[list[float]] | None = base  # per member, the costs of its 4 states
-        #: answers that depend only on the locus's coded structure (see _code_locus), shared by every locus of
+        #: answers that depend only on the locus's coded structure (see _code_loci), shared by every locus of
         #: every family with the same structure: best options per joint state, per-locus choices, ...
         self.memo: dict = {}
 
@@ -297,12 +298,14 @@ def _minplus_axis(d: np.ndarray, t: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(out, -1, axis)
 
 
-def _minplus_flat(d: np.ndarray, t: np.ndarray, axis: int) -> np.ndarray:
-    """_minplus_axis without moving axes: out[..., b, ...] = min over a of d[..., a, ...] + t[a, b]."""
-    r = t.shape[0]
-    pre = int(np.prod(d.shape[:axis], dtype=np.int64))
-    d3 = d.reshape(pre, r, -1)
-    return (d3[:, :, None, :] + t[None, :, :, None]).min(axis=1).reshape(d.shape)
+def _step_binary(d: np.ndarray, R: float) -> np.ndarray:
+    """One Viterbi step of _joint_search over every member at once, as the min-plus product with each
+    member's _transition: a full child's state is two bits (the father's and the mother's haplotype) and its
+    transition costs R per bit that changes, a one-parent child's is one bit, so the product splits into one
+    min(stay, flip + R) per bit. ``d`` has one axis of length 2 per bit. Exact costs: the same numbers."""
+    for ax in range(d.ndim):
+        d = np.minimum(d, np.flip(d, ax) + R)
+    return d
 
 
 def _exact(settings: SegregationSettings) -> bool:
@@ -355,13 +358,77 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
     fast = settings.fast and _exact(settings)
 
     if fast:
-        locus_data, is_nuclear = _shared_loci(loci, ped, members, people, m, settings.unexplained_cost)
-        nuclear = locus_data if is_nuclear else None
+        locus_data, is_nuclear, keys = _shared_loci(loci, ped, members, people, m, settings.unexplained_cost)
+        # the search reads the loci's numbers only, which their coded structures fix
+        key = (settings, keys)
+        found = _SEARCHES.get(key)
+        if found is None:
+            found = _search(members, shape, n_states, locus_data, locus_data if is_nuclear else None, settings,
+                            fast)
+            if len(_SEARCHES) >= _SHARED_MAX:
+                _SEARCHES.clear()
+            _SEARCHES[key] = found
+        paths, best, overflow = found
     else:
-        nuclear = None
         locus_data = [_locus_reference(locus, ped, members, people, m, settings.unexplained_cost) for locus in loci]
+        paths, best, overflow = _search(members, shape, n_states, locus_data, None, settings, fast)
+    paths = _merge_mirrors(paths, members, ped, people)
+    return _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m, settings)
 
-    n_configs = int(np.prod([len(ld.fopts) * len(ld.mopts) for ld in locus_data], dtype=float))
+
+def _code_loci(loci, ids: list[str], people: dict, m: _Matcher) -> list[tuple]:
+    """Each locus of a family in integer codes: every distinct slot string gets the index of its first
+    appearance (in the order of ``ids``: father, mother, members; as _locus_fast numbers its values), and
+    the key is the genotypes as index pairs (-1: open slot) with the match relation between the distinct
+    values as bits. The fast builders use slot strings only through string equality and _Matcher.match, so
+    everything they compute for a locus is a function of this key (and of the members' kinds and the cost):
+    ambiguous typings (allele lists, XX codes, mixed resolutions) are covered exactly by the match bits.
+    Per locus: the values in index order, the genotypes by person id (as _genotypes), and the key."""
+    hlas = [people[pid].hla if pid in people else {} for pid in ids]
+    out = []
+    for locus in loci:
+        gts: dict[str, list[tuple[str | None, str | None]]] = {}
+        index: dict[str, int] = {}
+        struct = []
+        for pid, hla in zip(ids, hlas):
+            t = hla.get(locus)
+            if t is not None and len(t.genotypes) == 1:  # _genotypes(t), inline for the common case
+                a, b = t.genotypes[0]
+                if a or b:
+                    x, y = "/".join(a) or None, "/".join(b) or None
+                    gts[pid] = [(x, y)]
+                    struct.append(((-1 if x is None else index.setdefault(x, len(index)),
+                                    -1 if y is None else index.setdefault(y, len(index))),))
+                else:
+                    gts[pid] = []
+                    struct.append(())
+                continue
+            g = gts[pid] = _genotypes(t)
+            struct.append(tuple((-1 if x is None else index.setdefault(x, len(index)),
+                                 -1 if y is None else index.setdefault(y, len(index))) for x, y in g))
+        values = list(index)
+        out.append((values, gts, (tuple(struct), m.relation(values))))
+    return out
+
+
+#: per coded locus (see _code_loci): the options as value indices, the cost tables and what depends on them
+#: alone (a screen meets the same few hundred structures in every family)
+_SHARED: dict[tuple, tuple] = {}
+_SHARED_MAX = 1 << 15
+
+
+#: the search's answer (paths, cost, overflow) per (settings, coded loci): a screen meets the same families
+#: of structures again and again
+_SEARCHES: dict[tuple, tuple] = {}
+
+
+def _search(members, shape, n_states, locus_data, nuclear, settings, fast):
+    """The exact search (joint Viterbi, its constant-path shortcuts, or the configuration search): the
+    solutions (joint state per locus), their cost, and whether there were more than max_solutions."""
+    sizes = [len(ld.fopts) * len(ld.mopts) for ld in locus_data]
+    n_configs = math.prod(sizes)  # exact; as a float (as it was) where a float cannot hold it exactly
+    if n_configs >= 1 << 53:
+        n_configs = int(np.prod(sizes, dtype=float))
     if settings.mode == "joint" or (settings.mode == "auto" and (
             n_states <= 4096 or (n_states <= settings.max_states and n_configs > settings.max_configs))):
         shortcut = fast and settings.recombination_cost > 0
@@ -383,65 +450,19 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
         raise InputError([Problem(
             f"the family is too large for the exact search ({n_states} joint inheritance states, {n_configs:.0f} "
             "parental phase configurations): type the parents, or split the family", column="relation")])
-    paths = _merge_mirrors(paths, members, ped, people)
-    return _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m, settings)
+    return paths, best, overflow
 
 
-def _code_locus(ids: list[str], people: dict, locus: str, m: _Matcher):
-    """One locus of a family in integer codes: every distinct slot string gets the index of its first
-    appearance (in the order of ``ids``: father, mother, members; as _locus_fast numbers its values), and
-    the key is the genotypes as index pairs (-1: open slot) with the match relation between the distinct
-    values as bits. The fast builders use slot strings only through string equality and _Matcher.match, so
-    everything they compute for a locus is a function of this key (and of the members' kinds and the cost):
-    ambiguous typings (allele lists, XX codes, mixed resolutions) are covered exactly by the match bits.
-    Returns the values in index order, the genotypes by person id, and the key."""
-    gts: dict[str, list[tuple[str | None, str | None]]] = {}
-    index: dict[str, int] = {}
-    struct = []
-    for pid in ids:
-        p = people.get(pid)
-        t = p.hla.get(locus) if p is not None else None
-        if t is not None and len(t.genotypes) == 1:  # _genotypes(t), inline for the common case
-            a, b = t.genotypes[0]
-            g = [(("/".join(a) or None), ("/".join(b) or None))] if a or b else []
-        else:
-            g = _genotypes(t)
-        gts[pid] = g
-        coded = []
-        for x, y in g:
-            if x is None:
-                i = -1
-            else:
-                i = index.get(x)
-                if i is None:
-                    i = index[x] = len(index)
-            if y is None:
-                j = -1
-            else:
-                j = index.get(y)
-                if j is None:
-                    j = index[y] = len(index)
-            coded.append((i, j))
-        struct.append(tuple(coded))
-    values = list(index)
-    return values, gts, (tuple(struct), m.relation(values))
-
-
-#: per coded locus (see _code_locus): the options as value indices, the cost tables and what depends on them
-#: alone (a screen meets the same few hundred structures in every family)
-_SHARED: dict[tuple, tuple] = {}
-_SHARED_MAX = 1 << 15
-
-
-def _shared_loci(loci, ped, members, people, m: _Matcher, U: float) -> tuple[list[_LocusData], bool]:
-    """The loci of the fast computation, and whether they are _nuclear_fast's (typed parents, full siblings).
+def _shared_loci(loci, ped, members, people, m: _Matcher, U: float) -> tuple[list[_LocusData], bool, tuple]:
+    """The loci of the fast computation, whether they are _nuclear_fast's (typed parents, full siblings), and
+    their keys (coded structure with the members' kinds and the cost).
 
     Each locus is built once per coded structure (by _nuclear_fast or _locus_fast on the first family that
     has it) and kept with its options as value indices; a later family with the same structure gets the same
     numbers with its own strings put back, and shares the memo of answers that depend on the structure only
     (best options per joint state, per-locus choices, joint costs, sharing by state)."""
     ids = [ped.father, ped.mother] + [mb.id for mb in members]
-    coded = [_code_locus(ids, people, locus, m) for locus in loci]
+    coded = _code_loci(loci, ids, people, m)
     kinds = tuple(mb.kind for mb in members)
     nuclear = (people.get(ped.father) is not None and people.get(ped.mother) is not None
                and all(k == "full" for k in kinds)
@@ -449,8 +470,10 @@ def _shared_loci(loci, ped, members, people, m: _Matcher, U: float) -> tuple[lis
                        for _, _, (st, _) in coded))
     tag = "nuclear" if nuclear else "tables"
     out = []
+    keys = []
     for locus, (values, gts, key) in zip(loci, coded):
         full_key = (tag, U, kinds, key)
+        keys.append(full_key)
         entry = _SHARED.get(full_key)
         if entry is None:
             if nuclear:
@@ -469,7 +492,7 @@ def _shared_loci(loci, ped, members, people, m: _Matcher, U: float) -> tuple[lis
             ld.prep = prep + ({v: i for i, v in enumerate(values)},)
         ld.memo = memo
         out.append(ld)
-    return out, nuclear
+    return out, nuclear, tuple(keys)
 
 
 def _abstract(ld: _LocusData, values: list[str]) -> tuple:
@@ -905,6 +928,10 @@ def _transition(mb: _Member, R: float) -> np.ndarray:
     return np.array([[0.0 if a == b else R for b in range(2)] for a in range(2)])
 
 
+#: _joint_search's recombination costs into one joint state, per (shape, recombination cost, state)
+_TRANS_TO: dict[tuple, np.ndarray] = {}
+
+
 def _joint_search(members, shape, locus_data, settings, costs=None, fast=False, shortcut=False):
     """Viterbi over loci on the joint inheritance state of all children (exact; any parental typing).
 
@@ -928,15 +955,18 @@ def _joint_search(members, shape, locus_data, settings, costs=None, fast=False, 
             overflow = len(states) > settings.max_solutions
             return [[st] * len(costs) for st in states[: settings.max_solutions]], best, overflow
     trans = [_transition(mb, R) for mb in members]
-    minplus = _minplus_flat if fast else _minplus_axis
     first = costs[0].copy()
     mask = np.full(shape, np.inf)
     mask[(0,) + (slice(None),) * (len(shape) - 1)] = 0.0  # label the patient's haplotypes a and c
     d = [first + mask]
+    bits = tuple(2 for r in shape for _ in range(r.bit_length() - 1))  # radix 4: two bits, 2: one
     for li in range(1, len(costs)):
         prev = d[-1]
-        for ax, t in enumerate(trans):
-            prev = minplus(prev, t, ax)
+        if fast:
+            prev = _step_binary(prev.reshape(bits), R).reshape(shape)
+        else:
+            for ax, t in enumerate(trans):
+                prev = _minplus_axis(prev, t, ax)
         d.append(prev + costs[li])
     best = float(d[-1].min())
     eps = 1e-9
@@ -944,6 +974,18 @@ def _joint_search(members, shape, locus_data, settings, costs=None, fast=False, 
     overflow = False
 
     def trans_to(target: tuple[int, ...]) -> np.ndarray:
+        if fast:
+            key = (shape, R, target)
+            hit = _TRANS_TO.get(key)
+            if hit is None:
+                if len(_TRANS_TO) >= _SHARED_MAX:
+                    _TRANS_TO.clear()
+                hit = _TRANS_TO[key] = trans_from(target)
+                hit.flags.writeable = False
+            return hit
+        return trans_from(target)
+
+    def trans_from(target: tuple[int, ...]) -> np.ndarray:
         acc = np.zeros(shape)
         for ax, t in enumerate(trans):
             sh = [1] * len(shape)
