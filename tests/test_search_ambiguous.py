@@ -74,3 +74,15 @@ def test_fast_facts_on_ambiguous_donors_equal_pair_facts(ref, registry, which, c
     for c in FAST_COLUMNS:
         assert fast[c].dtype == general[c].dtype, c
         assert fast[c].equals(general[c]), c
+
+
+def test_class_counting_equals_np_unique():
+    from haplomatch.search import _unique
+
+    rng = np.random.default_rng(2)
+    for code in (rng.integers(0, 50, 1000), rng.integers(0, 10**9, 1000), np.array([3, 3, 1, 7, 1]),
+                 np.zeros(0, dtype=np.int64), np.array([5])):
+        _, first, inv, counts = np.unique(code, return_index=True, return_inverse=True, return_counts=True)
+        got = _unique(code)
+        for g, w in zip(got, (first, inv.reshape(-1), counts)):
+            assert np.array_equal(g, w)

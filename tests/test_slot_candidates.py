@@ -64,3 +64,18 @@ def test_few_slots_once_the_plain_names_are_built(ref):
             assert g.schema == w.schema and g.equals(w), slots
     for g, w in zip(slot_candidates(nom, []), _each(ref, [])):
         assert g.schema == w.schema and g.equals(w)
+
+
+def test_tce_facts_are_those_of_slot_facts(ref):
+    from haplomatch.slotfacts import slot_facts, slot_tce_facts
+
+    rng = random.Random(5)
+    dpb1 = ref.alleles.filter(pl.col("locus") == "DPB1")["name2"].unique().sort().to_list()
+    slots = dpb1 + ["/".join(rng.sample(dpb1, 3)) for _ in range(200)] + _ODD + ["DPB1*04", "DPB1*02:XX", None]
+    want = slot_facts(ref, slots).select("slot", "expressed", "tce_v1", "tce_v1_possible", "tce_v2",
+                                         "tce_v2_possible", "error")
+    got = slot_tce_facts(ref, slots).select(want.columns)
+    assert got.schema == want.schema and got.equals(want)
+    assert got["error"].null_count() < got.height
+    empty = slot_tce_facts(ref, [])
+    assert empty.height == 0 and {"slot", "expressed", "tce_v1", "tce_v2"} <= set(empty.columns)

@@ -71,7 +71,7 @@ from haplomatch.family import Person
 from haplomatch.hlatyping import _TWO, BLANK
 from haplomatch.nomenclature import normalise
 from haplomatch.persons import KIR_EXTRA_COLUMNS, KIR_GENE_COLUMNS, pair_frame, person_record, schema
-from haplomatch.slotfacts import slot_facts
+from haplomatch.slotfacts import slot_tce_facts
 
 __all__ = [
     "PROFILE_FILES", "FAST_COLUMNS", "DEFAULT_BATCH", "SearchResult", "RegistryLayout", "RegistryReader",
@@ -382,7 +382,8 @@ def _attr_parser(fname: str) -> Callable[[Any], tuple[dict, str | None]]:
 @dataclass
 class _SlotTable:
     """Normalised slot strings (``A*01:01`` or ``A*01:01/A*01:02``) → id, with their ``compat`` keys and (on
-    demand, :meth:`ensure_facts`: only DPB1 TCE facts read them) ``slotfacts`` facts. Id 0 is the untyped slot."""
+    demand, :meth:`ensure_facts`: only DPB1 TCE facts read them) ``slotfacts`` TCE facts. Id 0 is the untyped
+    slot."""
 
     ref: Any
     settings: CompatSettings
@@ -439,7 +440,7 @@ class _SlotTable:
         if todo.size == 0:
             return todo
         names = [self.strings[i] for i in todo.tolist()]
-        f = slot_facts(self.ref, names)
+        f = slot_tce_facts(self.ref, names)
         self.facts = f if self.facts is None else pl.concat([self.facts, f], how="diagonal_relaxed")
         fb = {r["slot"]: r for r in f.select("slot", "tce_v1", "tce_v2", "expressed").iter_rows(named=True)}
         for i, s in zip(todo.tolist(), names):
@@ -1009,7 +1010,7 @@ class FastFacts:
             } for _, i in new], schema={"s_p1": pl.String, "s_p2": pl.String, "s_d1": pl.String, "s_d2": pl.String,
                                          "gvh_min": pl.Int64, "gvh_max": pl.Int64, "hvg_min": pl.Int64,
                                          "hvg_max": pl.Int64, "typed": pl.Boolean})
-            facts = self.slots.facts if self.slots.facts is not None else slot_facts(self.ref, [])
+            facts = self.slots.facts if self.slots.facts is not None else slot_tce_facts(self.ref, [])
             res = _compat._dpb1_tce(t, facts, self.settings.compat)
             by = {(r["s_d1"], r["s_d2"]): r for r in res.iter_rows(named=True)}
             for (c, _), a, b in zip(new, t["s_d1"].to_list(), t["s_d2"].to_list()):
@@ -1307,6 +1308,22 @@ def _prefix_roots(rules) -> set[str]:
     return out
 
 
+def _unique(code: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(code)``'s first index, inverse and count of each distinct value (in increasing order), by
+    counting when the values are few and small (class codes: no sort of the batch)."""
+    m = int(code.max()) + 1 if code.size else 0
+    if code.size == 0 or m > 4 * code.size or code.min() < 0:
+        _, first, inv, counts = np.unique(code, return_index=True, return_inverse=True, return_counts=True)
+        return first, inv.reshape(-1), counts
+    counts = np.bincount(code, minlength=m)
+    present = np.flatnonzero(counts)
+    pos = np.full(m, -1, dtype=np.int64)
+    pos[present] = np.arange(present.size)
+    first = np.full(m, code.size, dtype=np.int64)
+    np.minimum.at(first, code, np.arange(code.size))
+    return first[present], pos[code], counts[present]
+
+
 def _prefilter(fast: FastFacts, b: _Batch, rows: np.ndarray, rules, cols: set[str], kept: pl.DataFrame | None,
                top: int) -> np.ndarray:
     """The donors of ``rows`` that could still enter the best ``top``, found per class of donors with equal
@@ -1318,7 +1335,7 @@ def _prefilter(fast: FastFacts, b: _Batch, rows: np.ndarray, rules, cols: set[st
     cls = fast.classes(b, rows, cols)
     if cls is None:
         return rows
-    _, first, inv, counts = np.unique(cls, return_index=True, return_inverse=True, return_counts=True)
+    first, inv, counts = _unique(cls)
     pf, prefix = _prefix_columns(fast.facts(b, rows[first], cols), rules)
     if kept is not None and kept.height >= top:
         worst = _prefix_columns(kept.tail(1), rules)[0].row(0, named=True)
@@ -1328,7 +1345,7 @@ def _prefilter(fast: FastFacts, b: _Batch, rows: np.ndarray, rules, cols: set[st
         at = int(np.searchsorted(np.cumsum(order["__n"].to_numpy()), top))
         worst = order.row(at, named=True)
     ok = ~pf.select(_after(worst, prefix).alias("a"))["a"].to_numpy()
-    return rows[ok[inv.reshape(-1)]]
+    return rows[ok[inv]]
 
 
 def search_registry(ref, patient: Person, registry: str | Path, *, profile: str = "unrelated", top: int = 10,
