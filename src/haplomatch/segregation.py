@@ -164,23 +164,21 @@ class _Matcher:
 
     def relation(self, values: list[str]) -> int:
         """The match relation between distinct slot strings as bits, pair (i, j) for i < j at bit
-        j (j - 1) / 2 + i: what match() says, with the candidate sets looked up once per string."""
+        j (j - 1) / 2 + i: what match() says, with the candidate sets looked up once per string. Two sets
+        of which one is small are compared directly (isdisjoint walks the smaller one); pairs of large
+        sets (low-resolution typings) are remembered as match() remembers them."""
         bits = 0
         bit = 1
-        pairs = self._pairs
-        sets = None
+        known = self._sets
+        sets = [known.get(v) or self.alleles(v) for v in values]
         for j in range(1, len(values)):
-            vj = values[j]
+            sj = sets[j]
             for i in range(j):
-                vi = values[i]
-                hit = pairs.get((vi, vj))
-                if hit is None:
-                    if sets is None:
-                        known = self._sets
-                        sets = [known.get(v) or self.alleles(v) for v in values]
-                    if len(pairs) > self.MAX_PAIRS:
-                        pairs.clear()
-                    hit = pairs[(vi, vj)] = pairs[(vj, vi)] = not sets[i].isdisjoint(sets[j])
+                si = sets[i]
+                if len(si) <= 32 or len(sj) <= 32:
+                    hit = not si.isdisjoint(sj)
+                else:
+                    hit = self.match(values[i], values[j])
                 if hit:
                     bits |= bit
                 bit <<= 1
