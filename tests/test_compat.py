@@ -450,3 +450,23 @@ def test_match_table_ranges_and_homozygous_count(match):
 def test_match_unknown_name_exits_2(match):
     r = match("--patient", "A*01:01+A*02:01", "--donor", "A*01:011+A*02:01")
     assert r.exit_code == 2 and "A*01:011" in r.output and "did you mean" in r.output
+
+
+def test_slot_tables_remembered_per_process_equal_fresh_ones(ref, monkeypatch):
+    """slot_keys reads back what earlier calls computed (slotmemo); the rows equal a fresh computation at
+    each level, for new, known and unresolvable slots, also after the memo starts afresh."""
+    from haplomatch import slotmemo
+    from haplomatch.compat import _slot_keys, slot_keys
+
+    first = ["A*01:01", "A*02:01/A*02:02", "B*07:02", "A*99:99"]
+    second = ["A*02:01/A*02:02", "DPB1*04:01", "A*01:01:01:01", "C*07:XX", None, ""]
+    for level, key in (("two_field", "A*01:01"), ("antigen", "A1")):
+        slot_keys(ref, first, level)
+        got = slot_keys(ref, second, level).sort("slot")
+        fresh = _slot_keys(ref, [s for s in second if s], level, "wmda").sort("slot")
+        assert got.equals(fresh)
+        assert got.height == 4 and got.filter(pl.col("slot") == "A*01:01:01:01")["keys"].to_list() == [[key]]
+    assert slot_keys(ref, ["A*99:99"])["error"].item()  # an unknown allele is remembered as unknown
+    monkeypatch.setattr(slotmemo, "_MAX_ROWS", 3)
+    got = slot_keys(ref, second).sort("slot")
+    assert got.equals(_slot_keys(ref, [s for s in second if s], "two_field", "wmda").sort("slot"))

@@ -40,6 +40,7 @@ import polars as pl
 from haplomatch.reference import Reference
 from haplomatch.reference.facts import SEROLOGY_PREFIX, antigen_parents
 from haplomatch.slotfacts import slot_candidates, slot_facts
+from haplomatch.slotmemo import per_slot
 
 #: Loci compared, in report order; the last five only when both people are typed there.
 LOCI: tuple[str, ...] = ("A", "B", "C", "DRB1", "DQB1", "DPB1", "DRB3", "DRB4", "DRB5", "DQA1", "DPA1")
@@ -179,7 +180,12 @@ def _candidate_keys(ref: Reference, level: str) -> pl.Expr:
 def slot_keys(ref: Reference, slots: Iterable[str | None], level: str = "two_field",
               null_alleles: str = "wmda") -> pl.DataFrame:
     """One row per distinct slot string: ``keys`` (the sorted possible keys at ``level``), ``absent`` (all
-    candidates are null alleles and ``null_alleles='wmda'``), ``error`` (the slot does not resolve)."""
+    candidates are null alleles and ``null_alleles='wmda'``), ``error`` (the slot does not resolve).
+    (Each slot is computed once per process: ``slotmemo``.)"""
+    return per_slot("slot_keys", ref, slots, lambda new: _slot_keys(ref, new, level, null_alleles), level, null_alleles)
+
+
+def _slot_keys(ref: Reference, slots: list[str], level: str, null_alleles: str) -> pl.DataFrame:
     cands, errors = slot_candidates(ref.nomenclature, slots)
     a = ref.alleles.select("allele", "locus", "f1", "name1", "name2", "suffix", "p_group", "expressed",
                            "antigen", "antigens_possible")
@@ -496,8 +502,9 @@ def compat_pair_facts(ref: Reference, pairs: pl.DataFrame, settings: CompatSetti
     keys = slot_keys(ref, all_slots, s.level, s.null_alleles)
     ag_keys = slot_keys(ref, all_slots, "antigen", s.null_alleles) if s.level in ("two_field", "p_group") else None
     # per-allele facts are read for the HLA-B leader and DPB1 TCE only
-    facts = slot_facts(ref, sorted({x for loc in ("B", "DPB1") if loc in loci
-                                    for c in _quad(loc) for x in work.get_column(c).unique().to_list() if x}))
+    facts = per_slot("slot_facts", ref, sorted({x for loc in ("B", "DPB1") if loc in loci
+                                                for c in _quad(loc) for x in work.get_column(c).unique().to_list() if x}),
+                     lambda new: slot_facts(ref, new))
 
     out = pairs
     # every distinct four-slot combination of every locus, counted in one pass (keys do not depend on locus)

@@ -42,6 +42,7 @@ from haplomatch.persons import pair_frame, people_frame
 from haplomatch.reference import Reference
 from haplomatch.reference.facts import SOURCES as FACT_SOURCES
 from haplomatch.slotfacts import slot_candidates
+from haplomatch.slotmemo import per_slot
 
 __all__ = [
     "SOURCES", "MODELS", "GROUPS", "RECEPTOR", "NkSettings", "slot_ligand_table", "person_ligand_columns",
@@ -222,7 +223,12 @@ def slot_ligand_table(ref: Reference, slots: Iterable[str | None]) -> pl.DataFra
     """One row per distinct slot string: ``cert`` (groups every candidate carries), ``poss`` (groups some
     candidate carries), ``options`` (distinct candidate masks; null when a candidate's ligand is unknown) and
     ``ard`` (the P group, or 2-field name for alleles in none, when all candidates agree — the ``ard`` fact of
-    ``slotfacts.summarise``). Slots that do not resolve are left out (they stay unknown)."""
+    ``slotfacts.summarise``). Slots that do not resolve are left out (they stay unknown). (Each slot is
+    computed once per process: ``slotmemo``.)"""
+    return per_slot("slot_ligand_table", ref, slots, lambda new: _slot_ligand_table(ref, new))
+
+
+def _slot_ligand_table(ref: Reference, slots: list[str]) -> pl.DataFrame:
     cands, _errors = slot_candidates(ref.nomenclature, slots)
     m = cands.join(_allele_masks(ref), on="allele", how="left").with_columns(
         pl.col("unknown").fill_null(True), pl.col("mask").fill_null(0).cast(_MASK))

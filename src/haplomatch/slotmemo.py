@@ -1,0 +1,47 @@
+"""Per-slot tables remembered for the life of a process.
+
+The slot tables (``compat.slot_keys``, ``nk.slot_ligand_table``, ``slotfacts.slot_facts``) have one row per
+distinct slot string, and each row depends on that slot and the reference alone. A batch computes them
+chunk after chunk (screen: every 5,000 families; search: every registry batch), and the chunks share most
+of their allele names: each slot is computed once per process and reference, then read back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import polars as pl
+
+_MAX_ROWS = 1_000_000  # a process that has seen more slots than this starts afresh (memory stays bounded)
+_MEMOS: dict[tuple, "_Memo"] = {}
+
+
+class _Memo:
+    def __init__(self, ref: Any) -> None:
+        self.ref, self.nomenclature = ref, ref.nomenclature  # kept alive, so their ids are not reused
+        self.table: pl.DataFrame | None = None
+        self.known: set[str] = set()
+
+
+def per_slot(name: str, ref: Any, slots: Iterable[str | None], compute: Callable[[list[str]], pl.DataFrame],
+             *settings: Any) -> pl.DataFrame:
+    """The rows of ``compute(slots)`` (a table with a ``slot`` column, one row per slot at most, each row a
+    function of its slot, ``ref`` and ``settings``), computing only the slots this process has not seen."""
+    want = list(dict.fromkeys(s for s in slots if s))
+    key = (name, id(ref), id(ref.nomenclature), settings)
+    memo = _MEMOS.get(key)
+    if memo is None or memo.ref is not ref or memo.nomenclature is not ref.nomenclature:
+        memo = _MEMOS[key] = _Memo(ref)
+    new = [s for s in want if s not in memo.known]
+    if new and memo.table is not None and memo.table.height + len(new) > _MAX_ROWS:
+        memo.table, memo.known = None, set()
+        new = want
+    if new:
+        part = compute(new)
+        memo.table = part if memo.table is None else pl.concat([memo.table, part], how="vertical_relaxed")
+        # one chunk: polars' list set operations mis-index list columns made of several chunks
+        memo.table = memo.table.rechunk()
+        memo.known.update(new)
+    if memo.table is None:
+        return compute([])
+    return memo.table.filter(pl.col("slot").is_in(want)).rechunk()
