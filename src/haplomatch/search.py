@@ -11,7 +11,10 @@ The registry (Parquet or CSV) is read with a polars lazy scan in batches (``batc
    age, ABO, CMV, FCGR3A, availability — but once per *distinct* cell value: cells are mapped to integer
    ids through a 64-bit hash (polars hashes, a numpy open-addressing table maps hashes to ids), and a
    second, independent 64-bit hash is compared on every row (a mismatch, i.e. a collision, falls back to
-   exact string matching); each new value is read once and remembered for the whole search. A donor whose row has a cell that does not read (an unknown allele, a bad KIR cell,
+   exact string matching); each new value is read once and remembered for the whole search. New slot strings
+   get their comparison keys from ``compat.slot_keys`` (for a registry's large first batch, the plain allele
+   names' rows come from a per-release table that ``slot_keys`` derived once, :mod:`haplomatch.slotcache`).
+   A donor whose row has a cell that does not read (an unknown allele, a bad KIR cell,
    sex ``X``) is not ranked: it is counted as rejected with its reason (``rejects``), as a family-file row
    with an error is.
 2. **The facts the ranking reads** (:class:`FastFacts`). Only the columns that the exclusion, tier and
@@ -23,7 +26,9 @@ The registry (Parquet or CSV) is read with a polars lazy scan in batches (``batc
      renamed ``#1`` (or ``#2`` when it differs from the other donor slot); a key the patient has is kept;
      any other slot (ambiguous, null allele, untyped) is kept as it is. The renaming is injective on the
      keys of each four-slot row, so ``compat``'s exact count (equality patterns, Hall's condition), run by
-     ``compat``'s own code on the few distinct renamed rows, gives each donor its exact ranges. Grades use
+     ``compat``'s own code on the few distinct renamed rows, gives each donor its exact ranges. A row of two
+     ambiguous donor slots is counted on fewer keys with the same Hall conditions (:meth:`FastFacts._reduced`),
+     so that rows alike after the reduction are counted once. Grades use
      ``compat``'s expressions; DPB1 TCE categories run ``compat``'s code on one representative donor per
      (renamed row, TCE groups of the donor's DPB1 slots).
    - Donor factors use ``donorfactors.donor_factor_columns``; donor KIR facts run
@@ -65,6 +70,7 @@ import numpy as np
 import polars as pl
 
 from haplomatch import compat as _compat
+from haplomatch.collector import fewer_collections
 from haplomatch.compat import CORE_LOCI, CompatSettings, slot_keys
 from haplomatch.errors import HaplomatchError, InputError, Problem
 from haplomatch.family import Person
@@ -379,6 +385,10 @@ def _attr_parser(fname: str) -> Callable[[Any], tuple[dict, str | None]]:
     return parse
 
 
+#: From this many new slot strings on (a registry's first batch), plain names' keys come from the cached table.
+_CACHED_KEYS_FROM = 1000
+
+
 @dataclass
 class _SlotTable:
     """Normalised slot strings (``A*01:01`` or ``A*01:01/A*01:02``) → id, with their ``compat`` keys and (on
@@ -408,7 +418,7 @@ class _SlotTable:
     def _add(self, new: list[str]) -> None:
         """Append the distinct slot strings ``new`` (not yet held), with their ``compat`` keys (one polars join,
         no per-slot Python work: a registry's first batch names tens of thousands)."""
-        k = slot_keys(self.ref, new, self.settings.level, self.settings.null_alleles)
+        k = self._keys(new)
         self.keys_table = k if self.keys_table is None else pl.concat([self.keys_table, k], how="vertical_relaxed")
         keys = pl.col("keys")
         ok = (pl.col("error").is_null() & ~pl.col("absent") & (keys.list.len() == 1)).fill_null(False)
@@ -432,6 +442,22 @@ class _SlotTable:
         for c in ("tce_v1", "tce_v2", "expressed"):
             self.tce[c] += [None] * len(new)
         self.has_facts = np.concatenate([self.has_facts, np.zeros(len(new), dtype=bool)])
+
+    def _keys(self, new: list[str]) -> pl.DataFrame:
+        """``compat.slot_keys`` of the slots ``new``: for many, the plain names' rows from the release's cached
+        table (:mod:`haplomatch.slotcache`: the same rows), the others by ``slot_keys``."""
+        level, null = self.settings.level, self.settings.null_alleles
+        if len(new) < _CACHED_KEYS_FROM:
+            return slot_keys(self.ref, new, level, null)
+        from haplomatch.slotcache import plain_slot_keys
+
+        known = pl.DataFrame({"slot": new}, schema={"slot": pl.String}).join(
+            plain_slot_keys(self.ref, level, null), on="slot", how="inner")
+        have = set(known["slot"].to_list())
+        rest = [s for s in new if s not in have]
+        if not rest:
+            return known
+        return pl.concat([known, slot_keys(self.ref, rest, level, null)], how="vertical_relaxed")
 
     def ensure_facts(self, ids: np.ndarray) -> np.ndarray:
         """Compute the ``slotfacts`` facts of the slots ``ids`` that have none yet; returns the ids computed."""
@@ -1348,6 +1374,7 @@ def _prefilter(fast: FastFacts, b: _Batch, rows: np.ndarray, rules, cols: set[st
     return rows[ok[inv]]
 
 
+@fewer_collections()  # the first batch makes a few hundred thousand small objects (cells read)
 def search_registry(ref, patient: Person, registry: str | Path, *, profile: str = "unrelated", top: int = 10,
                     rules_path=None, overrides=None, settings=None, antibodies=None,
                     batch_size: int = DEFAULT_BATCH, force_general: bool = False,
