@@ -262,7 +262,8 @@ class _LocusData:
         key = ("options", state)
         hit = self.memo.get(key)
         if hit is None:
-            hit = self.memo[key] = self._best_options(members, state)
+            low, pairs = self._best_options(members, state)
+            hit = self.memo[key] = (low, tuple(pairs))
         return hit
 
     def _best_options(self, members, state: tuple[int, ...]) -> tuple[float, list[tuple[int, int]]]:
@@ -343,7 +344,7 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
     ped = pedigree or build_pedigree(family)
     people = {p.id: p for p in family.people}
     pt = people[ped.patient]
-    loci = tuple(loc for loc in HLA_LOCI if pt.hla.get(loc) is not None and pt.hla[loc].typed)
+    loci = tuple(loc for loc in HLA_LOCI if pt.hla.get(loc) is not None and _is_typed(pt.hla[loc]))
     if not loci:
         raise InputError([Problem("the patient has no HLA typing", file=pt.source_file, row=pt.source_row)])
     m = _matcher(nomenclature)
@@ -352,7 +353,7 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
     members += [_Member(s, "half_m", 2) for s in ped.maternal_half_siblings]
     members += [_Member(s, "grandchild", 2) for s in ped.children]
     shape = tuple(mb.radix for mb in members)
-    n_states = int(np.prod(shape))
+    n_states = math.prod(shape) if len(shape) < 31 else int(np.prod(shape))  # (as numpy's int64 for many)
     fast = settings.fast and _exact(settings)
 
     if fast:
@@ -361,8 +362,9 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
         key = (settings, keys)
         found = _SEARCHES.get(key)
         if found is None:
-            found = _search(members, shape, n_states, locus_data, locus_data if is_nuclear else None, settings,
-                            fast)
+            paths, best, overflow = _search(members, shape, n_states, locus_data, locus_data if is_nuclear else None,
+                                            settings, fast)
+            found = (tuple(map(tuple, paths)), best, overflow)
             if len(_SEARCHES) >= _SHARED_MAX:
                 _SEARCHES.clear()
             _SEARCHES[key] = found
@@ -569,7 +571,8 @@ def _constant_paths_nuclear(locus_data: list[_LocusData], settings):
         key = ("nuclear choices", li == 0)
         hit = ld.memo.get(key)
         if hit is None:
-            hit = ld.memo[key] = _nuclear_choices(ld, li == 0)
+            low, sets = _nuclear_choices(ld, li == 0)
+            hit = ld.memo[key] = (low, frozenset(sets))
         least.append(hit[0])
         choices.append(hit[1])
     return _constant_paths(least, choices, len(locus_data[0].base), settings)
@@ -614,7 +617,8 @@ def _locus_choices(ld: _LocusData, first: bool) -> tuple[float, set[tuple[int, .
     key = ("choices", first)
     hit = ld.memo.get(key)
     if hit is None:
-        hit = ld.memo[key] = _locus_choices_of(ld, first)
+        low, sets = _locus_choices_of(ld, first)
+        hit = ld.memo[key] = (low, frozenset(sets))
     return hit
 
 
@@ -1234,9 +1238,20 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
         return [len(haplotypes[x][loc]) == 1 and haplotypes[x][loc] == haplotypes[y][loc] for loc in loci]
 
     hom_f, hom_m = hom("a", "b"), hom("c", "d")
-    for path in paths:
-        for mb in members[1:]:
-            by_solution.setdefault(mb.id, set()).add(_sharing(mb, path, loci, idx, hom_f, hom_m))
+    # what _sharing says depends on the paths, the members' kinds and places, the homozygous loci and their
+    # number only: kept across families
+    key = (tuple(map(tuple, paths)), tuple(mb.kind for mb in members), tuple(hom_f), tuple(hom_m), len(loci))
+    shared = _SOLUTIONS.get(key)
+    if shared is None:
+        sets: list[set] = [set() for _ in members]
+        for path in paths:
+            for i, mb in enumerate(members[1:], 1):
+                sets[i].add(_sharing(mb, path, loci, idx, hom_f, hom_m))
+        if len(_SOLUTIONS) >= _SHARED_MAX:
+            _SOLUTIONS.clear()
+        shared = _SOLUTIONS[key] = tuple(frozenset(x) for x in sets)
+    for i, mb in enumerate(members[1:], 1):
+        by_solution[mb.id] = shared[i]
     pt_loci = set(loci)
     for i, mb in enumerate(members[1:], 1):
         ibs = {loc: _ibs_shared(locus_data[li], i, pt, people[mb.id], loc, m) for li, loc in enumerate(loci)}
@@ -1267,6 +1282,10 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
         family.id, loci, haplotypes, tuple(persons), tuple(rels), unique, len(paths), tuple(recombinants),
         tuple(conflicts), best, tuple(notes),
     )
+
+
+#: per (paths, members' kinds, homozygous loci of each parent, number of loci): each member's sharings
+_SOLUTIONS: dict[tuple, tuple] = {}
 
 
 def _sharing(mb: _Member, path, loci, idx, hom_f, hom_m) -> tuple[tuple[str, ...], ...]:
