@@ -614,3 +614,24 @@ def test_kir_typing_from_text_forms(release):
     assert listed.present("KIR2DL1") and listed.present("KIR2DL2") is False
     gl_typing = kir_typing_from_text("KIR2DL1*001+KIR2DL1*002^KIR3DL1*005", release=release)
     assert gl_typing.present("KIR3DL1") and gl_typing.present("KIR2DL2") is None   # not in the GL: untyped
+
+
+@pytest.mark.parametrize("n_labels", [3, 13])
+def test_label_lists_by_bit_code_equal_lists_built_per_row(n_labels):
+    """listexpr.label_list (a bit code picking one of 2^k lists; per-row lists above 12 labels) gives the
+    true conditions' labels in order; a null condition is not listed; no row gives null."""
+    import itertools
+
+    import polars as pl
+
+    from haplomatch.listexpr import label_list
+
+    values = [True, False, None]
+    rows = list(itertools.product(values, repeat=3)) * 3
+    df = pl.DataFrame({f"c{j}": [r[j % 3] for r in rows] for j in range(n_labels)}, schema={f"c{j}": pl.Boolean for j in range(n_labels)})
+    labels = [f"L{j}" for j in range(n_labels)]
+    got = df.select(label_list([(pl.col(f"c{j}"), labels[j]) for j in range(n_labels)]).alias("x"))["x"].to_list()
+    want = [[labels[j] for j in range(n_labels) if r[j % 3] is True] for r in rows]
+    assert got == want
+    assert got[0] == labels  # the first row: every condition true
+    assert df.head(0).select(label_list([(pl.col("c0"), "L0")]).alias("x")).height == 0

@@ -42,6 +42,7 @@ from haplomatch.persons import pair_frame, people_frame
 from haplomatch.reference import Reference
 from haplomatch.reference.facts import SOURCES as FACT_SOURCES
 from haplomatch.slotfacts import slot_candidates
+from haplomatch.listexpr import label_list as _label_list
 from haplomatch.slotmemo import per_slot
 
 __all__ = [
@@ -259,21 +260,6 @@ def _has(cert: pl.Expr, poss: pl.Expr, bits: int) -> pl.Expr:
         .when((poss & bits) == 0).then(pl.lit(False))
         .otherwise(pl.lit(None, pl.Boolean))
     )
-
-
-def _label_list(pairs: Iterable[tuple[pl.Expr, str]]) -> pl.Expr:
-    """The labels whose condition is true, in the given order (an empty list, never null).
-
-    The conditions make a bit code per row, and the code picks its list from the 2^k possible lists
-    (building a list per row with ``concat_list`` costs ~40x more on a batch)."""
-    pairs = list(pairs)
-    if not pairs:
-        return pl.lit([], pl.List(pl.String))
-    code = functools.reduce(operator.or_, [
-        pl.when(c).then(pl.lit(1 << j, pl.UInt32)).otherwise(pl.lit(0, pl.UInt32)) for j, (c, _) in enumerate(pairs)])
-    lists = pl.Series([[lbl for j, (_, lbl) in enumerate(pairs) if code_ >> j & 1] for code_ in range(1 << len(pairs))],
-                      dtype=pl.List(pl.String))
-    return pl.lit(lists).gather(code)
 
 
 def _unknown_list(pairs: Iterable[tuple[pl.Expr, str]]) -> pl.Expr:

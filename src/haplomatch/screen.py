@@ -91,11 +91,11 @@ class ScreenResult:
 
 def rank_in_groups(facts: pl.DataFrame, rules, group: str) -> pl.DataFrame:
     """``ranking.evaluate`` once over all rows, then the rank within each ``group`` (1 = best): ``evaluate``'s
-    global order, restricted to one group, is the order ``evaluate`` gives that group alone."""
+    global order, restricted to one group, is the order ``evaluate`` gives that group alone. Rows stay in
+    ``evaluate``'s order (the caller orders them once: moving the rows of a wide table costs)."""
     from haplomatch.ranking import evaluate
 
     ranked = evaluate(facts, rules).drop("rank")
-    ranked = ranked.sort(group, maintain_order=True)
     return ranked.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(group).alias("rank"))
 
 
@@ -103,10 +103,9 @@ def excluded_by_expr(rules) -> pl.Expr:
     """The exclusion rules that fired (ids, in rule order), as ``ranking.explain`` lists them."""
     from haplomatch.ranking import _col
 
-    items = [pl.when(pl.col(_col(r)).fill_null(False)).then(pl.lit(r.id)) for r in rules.rules if r.effect == "exclude"]
-    if not items:
-        return pl.lit([], pl.List(pl.String))
-    return pl.concat_list(items).list.drop_nulls()
+    from haplomatch.listexpr import label_list
+
+    return label_list([(pl.col(_col(r)).fill_null(False), r.id) for r in rules.rules if r.effect == "exclude"])
 
 
 def summary_expr(excluded: pl.Expr) -> pl.Expr:
