@@ -110,14 +110,32 @@ def people_frame(people: Iterable[Person]) -> pl.DataFrame:
     people = list(people)
     cols = schema()
     data: dict[str, list] = {c: [getattr(p, c) for p in people] for c in ATTRIBUTES}
+    hlas = [p.hla for p in people]
     for locus in HLA_LOCI:
-        pairs = [_slots(p.hla.get(locus)) for p in people]
+        typings = [h.get(locus) for h in hlas]
+        if not any(typings):
+            data[f"{locus}_1"] = data[f"{locus}_2"] = typings  # all None
+            continue
+        pairs = [_slots(t) for t in typings]
         data[f"{locus}_1"] = [x for x, _ in pairs]
         data[f"{locus}_2"] = [y for _, y in pairs]
-    kir = [_kir_record(p.kir) for p in people]
-    for c in (*KIR_GENE_COLUMNS, *KIR_EXTRA_COLUMNS):
-        data[c] = [r[c] for r in kir]
-    return pl.DataFrame([pl.Series(c, data[c], dtype=t, strict=False) for c, t in cols.items()])
+    # KIR: the distinct genotypes (a batch shares few) as a small table, gathered per person
+    kir_cols = (*KIR_GENE_COLUMNS, *KIR_EXTRA_COLUMNS)
+    index: dict[int, int] = {}
+    records: list[dict] = []
+    rows = []
+    for p in people:
+        rec = _kir_record(p.kir)
+        i = index.get(id(rec))
+        if i is None:
+            i = index[id(rec)] = len(records)
+            records.append(rec)
+        rows.append(i)
+    kir = pl.DataFrame({c: [r[c] for r in records] for c in kir_cols}, schema={c: cols[c] for c in kir_cols},
+                       strict=False).gather(pl.Series(rows, dtype=pl.UInt32)) if people else None
+    series = [pl.Series(c, data[c], dtype=t, strict=False) if c in data else kir[c] for c, t in cols.items()] \
+        if people else [pl.Series(c, [], dtype=t) for c, t in cols.items()]
+    return pl.DataFrame(series)
 
 
 def _slots(t: LocusTyping | None) -> tuple[str | None, str | None]:
