@@ -303,8 +303,12 @@ def _step_binary(d: np.ndarray, R: float) -> np.ndarray:
     transition costs R per bit that changes, a one-parent child's is one bit, so the product splits into one
     min(stay, flip + R) per bit. ``d`` has one axis of length 2 per bit. Exact costs: the same numbers."""
     for ax in range(d.ndim):
-        d = np.minimum(d, np.flip(d, ax) + R)
+        d = np.minimum(d, d[_FLIPS[ax]] + R)
     return d
+
+
+#: _FLIPS[ax]: the index that reverses axis ax (as np.flip, without its argument checks)
+_FLIPS = [(slice(None),) * ax + (slice(None, None, -1),) for ax in range(64)]
 
 
 def _exact(settings: SegregationSettings) -> bool:
@@ -1191,26 +1195,10 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
 
     # person haplotype labels (first solution)
     path0 = paths[0]
-    persons = []
-    for mb in members:
-        pat, mat = [], []
-        for li in range(len(loci)):
-            s = path0[li][idx[mb.id]]
-            if mb.kind == "full":
-                pat.append("ab"[s >> 1])
-                mat.append("cd"[s & 1])
-            elif mb.kind == "half_p":
-                pat.append("ab"[s])
-                mat.append(None)
-            elif mb.kind == "half_m":
-                pat.append(None)
-                mat.append("cd"[s])
-            else:
-                sp = path0[li][0]
-                lab = "ab"[sp >> 1] if s == 0 else "cd"[sp & 1]
-                (pat if pt.sex == "M" else mat).append(lab)
-                (mat if pt.sex == "M" else pat).append(None)
-        persons.append(PersonHaplotypes(mb.id, tuple(pat), tuple(mat)))
+    kinds = tuple(mb.kind for mb in members)
+    cols = tuple(idx[mb.id] for mb in members)  # each member's place in a joint state (by id, as it was)
+    persons = [PersonHaplotypes(mb.id, pat, mat)
+               for mb, (pat, mat) in zip(members, _labels(tuple(path0), kinds, cols, pt.sex))]
     for n, labs in ((ped.father, ("a", "b")), (ped.mother, ("c", "d"))):
         persons.insert(0 if n == ped.father else 1, PersonHaplotypes(n, (labs[0],) * len(loci), (labs[1],) * len(loci)))
 
@@ -1240,16 +1228,17 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
     hom_f, hom_m = hom("a", "b"), hom("c", "d")
     # what _sharing says depends on the paths, the members' kinds and places, the homozygous loci and their
     # number only: kept across families
-    key = (tuple(map(tuple, paths)), tuple(mb.kind for mb in members), tuple(hom_f), tuple(hom_m), len(loci))
+    key = (tuple(map(tuple, paths)), kinds, cols, tuple(hom_f), tuple(hom_m), len(loci))
     shared = _SOLUTIONS.get(key)
     if shared is None:
-        sets: list[set] = [set() for _ in members]
+        per: dict[str, set] = {}
         for path in paths:
-            for i, mb in enumerate(members[1:], 1):
-                sets[i].add(_sharing(mb, path, loci, idx, hom_f, hom_m))
+            for mb in members[1:]:
+                per.setdefault(mb.id, set()).add(_sharing(mb, path, loci, idx, hom_f, hom_m))
         if len(_SOLUTIONS) >= _SHARED_MAX:
             _SOLUTIONS.clear()
-        shared = _SOLUTIONS[key] = tuple(frozenset(x) for x in sets)
+        # by place in members (ids are names: the same structure recurs under other names)
+        shared = _SOLUTIONS[key] = tuple(frozenset(per[mb.id]) if i else None for i, mb in enumerate(members))
     for i, mb in enumerate(members[1:], 1):
         by_solution[mb.id] = shared[i]
     pt_loci = set(loci)
@@ -1282,6 +1271,44 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
         family.id, loci, haplotypes, tuple(persons), tuple(rels), unique, len(paths), tuple(recombinants),
         tuple(conflicts), best, tuple(notes),
     )
+
+
+#: _labels's answers
+_LABELS: dict[tuple, tuple] = {}
+
+
+def _labels(path0: tuple, kinds: tuple[str, ...], cols: tuple[int, ...], sex) -> tuple:
+    """Each member's haplotype labels per locus (paternal, maternal) on one solution, the member of kind
+    kinds[k] reading place cols[k] of the joint state; they depend on these and the patient's sex only, so
+    they are kept across families."""
+    key = (path0, kinds, cols, sex)
+    hit = _LABELS.get(key)
+    if hit is not None:
+        return hit
+    out = []
+    for kind, i in zip(kinds, cols):
+        pat, mat = [], []
+        for st in path0:
+            s = st[i]
+            if kind == "full":
+                pat.append("ab"[s >> 1])
+                mat.append("cd"[s & 1])
+            elif kind == "half_p":
+                pat.append("ab"[s])
+                mat.append(None)
+            elif kind == "half_m":
+                pat.append(None)
+                mat.append("cd"[s])
+            else:
+                sp = st[0]
+                lab = "ab"[sp >> 1] if s == 0 else "cd"[sp & 1]
+                (pat if sex == "M" else mat).append(lab)
+                (mat if sex == "M" else pat).append(None)
+        out.append((tuple(pat), tuple(mat)))
+    if len(_LABELS) >= _SHARED_MAX:
+        _LABELS.clear()
+    hit = _LABELS[key] = tuple(out)
+    return hit
 
 
 #: per (paths, members' kinds, homozygous loci of each parent, number of loci): each member's sharings
