@@ -419,6 +419,8 @@ def _code_loci(loci, ids: list[str], people: dict, m: _Matcher) -> list[tuple]:
 #: alone (a screen meets the same few hundred structures in every family)
 _SHARED: dict[tuple, tuple] = {}
 _SHARED_MAX = 1 << 15
+#: a number per entry of _SHARED, never reused (the entries stand for their keys in _SEARCHES' keys)
+_SERIALS = itertools.count()
 
 
 #: the search's answer (paths, cost, overflow) per (settings, coded loci): a screen meets the same families
@@ -459,7 +461,7 @@ def _search(members, shape, n_states, locus_data, nuclear, settings, fast):
 
 def _shared_loci(loci, ped, members, people, m: _Matcher, U: float) -> tuple[list[_LocusData], bool, tuple]:
     """The loci of the fast computation, whether they are _nuclear_fast's (typed parents, full siblings), and
-    their keys (coded structure with the members' kinds and the cost).
+    their keys (the serial numbers of their coded structures with the members' kinds and the cost).
 
     Each locus is built once per coded structure (by _nuclear_fast or _locus_fast on the first family that
     has it) and kept with its options as value indices; a later family with the same structure gets the same
@@ -477,18 +479,18 @@ def _shared_loci(loci, ped, members, people, m: _Matcher, U: float) -> tuple[lis
     keys = []
     for locus, (values, gts, key) in zip(loci, coded):
         full_key = (tag, U, kinds, key)
-        keys.append(full_key)
         entry = _SHARED.get(full_key)
         if entry is None:
             if nuclear:
                 (ld,) = _nuclear_fast([locus], ped, members, people, m, U)  # type: ignore[misc]
             else:
                 ld = _locus_fast(locus, ped, members, people, m, U)
-            entry = _abstract(ld, values)
+            entry = _abstract(ld, values) + (next(_SERIALS),)
             if len(_SHARED) >= _SHARED_MAX:
                 _SHARED.clear()
             _SHARED[full_key] = entry
-        fo, mo, tables, base, prep, memo = entry
+        fo, mo, tables, base, prep, memo, serial = entry
+        keys.append(serial)
         val: list[str | None] = values + [None]
         ld = _LocusData([(val[a], val[b]) for a, b in fo], [(val[a], val[b]) for a, b in mo], tables, gts=gts,
                         base=base)
@@ -960,7 +962,7 @@ def _joint_search(members, shape, locus_data, settings, costs=None, fast=False, 
             states = [(0,) + tuple(int(x) for x in st) for st in zip(*np.nonzero(keep))]
             overflow = len(states) > settings.max_solutions
             return [[st] * len(costs) for st in states[: settings.max_solutions]], best, overflow
-    trans = [_transition(mb, R) for mb in members]
+    trans = [_transition(mb, R) for mb in members] if not fast else None  # the fast path: on demand
     first = costs[0].copy()
     mask = np.full(shape, np.inf)
     mask[(0,) + (slice(None),) * (len(shape) - 1)] = 0.0  # label the patient's haplotypes a and c
@@ -993,7 +995,7 @@ def _joint_search(members, shape, locus_data, settings, costs=None, fast=False, 
 
     def trans_from(target: tuple[int, ...]) -> np.ndarray:
         acc = np.zeros(shape)
-        for ax, t in enumerate(trans):
+        for ax, t in enumerate(trans or [_transition(mb, R) for mb in members]):
             sh = [1] * len(shape)
             sh[ax] = t.shape[0]
             acc = acc + t[:, target[ax]].reshape(sh)
