@@ -65,8 +65,11 @@ def child_search(registry: str, top: int, batch: int) -> dict:
     patient = person_from_gl("PT", gl, nomenclature=ref.nomenclature, relation="patient", sex="F", cmv=False,
                              abo="A", rh="+")
     t_setup = time.perf_counter() - t0
+    from haplomatch.slotcache import table_path
+    cached = table_path(ref, "two_field", "wmda").is_file()  # the default comparison settings
     res = search_registry(ref, patient, registry, top=top, batch_size=batch)
     return {"rows": res.rows_in, "seconds": res.seconds, "setup_seconds": t_setup, "timings": res.timings,
+            "slot_keys_cached": cached,
             "batches": res.batches, "best": [c.summary for c in res.candidates[:3]], "path": res.path,
             "peak_mb": _peak_mb()}
 
@@ -230,6 +233,9 @@ def main() -> None:
     print("    where the time goes: " + ", ".join(f"{k} {v:.2f} s" for k, v in tm.items())
           + f"; reference load and patient {s['setup_seconds']:.2f} s (not counted)")
     print(f"    all phases but 'final' (the full facts and explanations of the best 10): {steady:,.0f} donors/s")
+    print("    plain allele names' comparison keys: " + (
+        "read from the release's cached table" if s.get("slot_keys_cached") else
+        "derived during this run and cached (first search after a release or code change; later runs read it)"))
     print(f"    best: {s['best'][0]}\n")
     if a.only == "search":
         return

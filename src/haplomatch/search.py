@@ -573,14 +573,19 @@ class RegistryReader:
             p = _attr_parser(f)
             self._cells[c] = _Interner(lambda xs, p=p: [p(x) for x in xs])
         self._kir = _Interner(self._kir_parser())
+        self._normed: dict[str, dict] = {}  # locus → cell value → normalised (this batch's new values)
 
     def _prefetch(self, missing: dict[str, pl.Series]) -> None:
         """Resolve the new slot strings of every two-column HLA cell of a batch at once (one slot-table update)."""
         names: list[str] = []
+        self._normed = {}
         for loc, (c1, c2) in self.layout.hla_pair.items():
             for c in (c1, c2):
                 if c in missing:
-                    names += [s for s, e in self._normalise(missing[c].to_list(), loc) if s and not e]
+                    values = missing[c].to_list()
+                    normed = self._normalise(values, loc)
+                    self._normed.setdefault(loc, {}).update(zip(values, normed))  # the parser reads them next
+                    names += [s for s, e in normed if s and not e]
         if names:
             self.slots.ids(names)
 
@@ -596,7 +601,9 @@ class RegistryReader:
     # -- one distinct cell value → (value, error) --
     def _pair_cell_parser(self, locus: str):
         def parse(values: list) -> list[tuple[int, str | None]]:
-            normed = self._normalise(values, locus)
+            done = self._normed.get(locus, {})
+            normed = ([done[v] for v in values] if all(v in done for v in values)
+                      else self._normalise(values, locus))
             ids = self.slots.ids([s for s, _ in normed])
             return [(i, e or self.slots.error[i]) for i, (_, e) in zip(ids, normed)]
         return parse
@@ -1268,12 +1275,27 @@ class SearchResult:
 
 
 def _batches(path: Path, batch_size: int) -> Iterator[pl.DataFrame]:
+    """The registry's batches, in order. A Parquet batch is read while the one before is worked on (polars
+    reads without holding Python's lock): two batches in memory at most."""
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
+        from concurrent.futures import ThreadPoolExecutor
+
         lf = pl.scan_parquet(path)
         total = lf.select(pl.len()).collect().item()
-        for start in range(0, total, batch_size):
-            yield lf.slice(start, batch_size).collect()
+        starts = range(0, total, batch_size)
+        if len(starts) < 2:
+            for start in starts:
+                yield lf.slice(start, batch_size).collect()
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead = pool.submit(lambda: lf.slice(0, batch_size).collect())
+            for start in starts:
+                batch = ahead.result()
+                if start + batch_size < total:
+                    ahead = pool.submit(lambda s=start + batch_size: lf.slice(s, batch_size).collect())
+                yield batch
+                del batch
         return
     sep = "\t" if suffix in (".tsv", ".tab") else ","
     yield from pl.scan_csv(path, separator=sep, infer_schema=False).collect_batches(chunk_size=batch_size)
