@@ -404,7 +404,7 @@ def _locus_table(q: pl.DataFrame, keys: pl.DataFrame, ag_keys: pl.DataFrame | No
     base = _prepare_slots(q, keys)
     base = _count_ranges(base, "", settings.homozygous_count)
     out = base.select(
-        "s_p1", "s_p2", "s_d1", "s_d2",
+        "s_p1", "s_p2", "s_d1", "s_d2", *_keep_q(base),
         *[pl.col(c) for c in base.columns if c.endswith(("_min", "_max"))],
         (~(pl.col("w_p1") & pl.col("w_p2")) & ~(pl.col("w_d1") & pl.col("w_d2"))
          & pl.all_horizontal(pl.col(f"e_{s}").is_null() for s in _SLOTS)).alias("typed"),
@@ -414,8 +414,8 @@ def _locus_table(q: pl.DataFrame, keys: pl.DataFrame, ag_keys: pl.DataFrame | No
     )
     if ag_keys is not None:
         ag = _count_ranges(_prepare_slots(q, ag_keys), "ag_", settings.homozygous_count)
-        out = out.join(ag.select("s_p1", "s_p2", "s_d1", "s_d2", "ag_gvh_min", "ag_gvh_max", "ag_hvg_min", "ag_hvg_max"),
-                       on=["s_p1", "s_p2", "s_d1", "s_d2"], how="left")
+        on = _keep_q(q) or _S_COLS  # numbered rows (one per locus and distinct four slots) join on their number
+        out = out.join(ag.select(*on, "ag_gvh_min", "ag_gvh_max", "ag_hvg_min", "ag_hvg_max"), on=on, how="left")
     return out
 
 
@@ -442,11 +442,17 @@ def _quad(loc: str) -> list[str]:
     return [f"_{loc}_p1", f"_{loc}_p2", f"_{loc}_d1", f"_{loc}_d2"]
 
 
-def _join_back(work: pl.DataFrame, loc: str, per: pl.DataFrame) -> list[pl.Series]:
-    """Columns of a per-distinct-row table (keyed ``s_p1`` … ``s_d2``) aligned to the pair rows."""
-    return work.select(_quad(loc)).join(
-        per, left_on=_quad(loc), right_on=_S_COLS, how="left", maintain_order="left"
-    ).drop(_quad(loc)).get_columns()
+def _placed(q: pl.Series, per: pl.DataFrame, offset: int) -> list[pl.Series]:
+    """The columns of a per-distinct-row table (rows numbered ``_q`` = offset, offset + 1, …, in any order)
+    for each pair row (``q``: the pair's ``_q``): a gather, not a join on four slot strings."""
+    per = per.sort("_q")
+    if per.height and (per["_q"][0] != offset or per["_q"][-1] != offset + per.height - 1):
+        raise AssertionError("compat: the numbered four-slot rows are not contiguous")  # pragma: no cover
+    return per.drop(*_S_COLS, "_q").gather(q - offset).get_columns()
+
+
+def _keep_q(t: pl.DataFrame) -> list[str]:
+    return ["_q"] if "_q" in t.columns else []
 
 
 def _locus_columns(t: pl.DataFrame, loc: str, with_antigen: bool) -> pl.DataFrame:
@@ -467,7 +473,7 @@ def _locus_columns(t: pl.DataFrame, loc: str, with_antigen: bool) -> pl.DataFram
             .when((lvp > 0) & (agp == 0)).then(pl.lit("allele"))
             .alias(f"{d}_{loc}_kind"),
         ]
-    per = t.select(*_S_COLS, *add)
+    per = t.select(*_S_COLS, *_keep_q(t), *add)
     if loc not in GRADE_LOCI[12]:  # optional loci count only when both people are typed there
         per = per.with_columns(
             pl.when(pl.col(f"typed_{loc}")).then(pl.col(c)).alias(c)
@@ -507,19 +513,24 @@ def compat_pair_facts(ref: Reference, pairs: pl.DataFrame, settings: CompatSetti
                      lambda new: slot_facts(ref, new))
 
     out = pairs
-    # every distinct four-slot combination of every locus, counted in one pass (keys do not depend on locus)
-    quads = pl.concat([
-        work.select(_quad(loc)).unique().rename(dict(zip(_quad(loc), _S_COLS))) for loc in loci
-    ]).unique()
-    table = _locus_table(quads, keys, ag_keys, s)
+    # every distinct four-slot row of each locus, numbered (``_q``), counted in one pass (keys do not depend on
+    # the locus); each pair's number per locus places the counts back
+    uniq, qidx, span, offset = [], {}, {}, 0
     for loc in loci:
-        out = out.hstack(_join_back(work, loc, _locus_columns(table, loc, ag_keys is not None)))
+        quad = work.select(_quad(loc))
+        u = quad.unique(maintain_order=True).with_row_index("_q", offset=offset)
+        qidx[loc] = quad.join(u, on=_quad(loc), how="left", maintain_order="left")["_q"]
+        span[loc] = (offset, u.height)
+        offset += u.height
+        uniq.append(u.rename(dict(zip(_quad(loc), _S_COLS))))
+    table = _locus_table(pl.concat(uniq), keys, ag_keys, s).sort("_q")
+    rows = {loc: table.slice(*span[loc]) for loc in loci}
+    for loc in loci:
+        out = out.hstack(_placed(qidx[loc], _locus_columns(rows[loc], loc, ag_keys is not None), span[loc][0]))
     out = out.with_columns(_grade_exprs())
-    # leader and TCE depend on one locus's four slots only: computed per distinct row, joined back
-    of = {loc: table.join(work.select(_quad(loc)).unique(), left_on=_S_COLS, right_on=_quad(loc), how="semi")
-          for loc in ("B", "DPB1")}
-    out = out.hstack(_join_back(work, "B", _b_leader(of["B"], facts)))
-    out = out.hstack(_join_back(work, "DPB1", _dpb1_tce(of["DPB1"], facts, s)))
+    # leader and TCE depend on one locus's four slots only: computed per distinct row, placed back
+    out = out.hstack(_placed(qidx["B"], _b_leader(rows["B"], facts), span["B"][0]))
+    out = out.hstack(_placed(qidx["DPB1"], _dpb1_tce(rows["DPB1"], facts, s), span["DPB1"][0]))
     return out.drop("_pair")
 
 
@@ -555,7 +566,7 @@ _B_LEADER_COLUMNS = ("patient_b_leader", "donor_b_leader", "b_leader_genotype_ma
 def _b_leader(t: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
     """Leader facts per distinct HLA-B four-slot row of ``t`` (the counting table: ``s_*``, ``k_*``, ties)."""
     lead = facts.select(pl.col("slot"), pl.col("leader"), pl.col("expressed"))
-    b = t.select("s_p1", "s_p2", "s_d1", "s_d2", *[f"k_{s}" for s in _SLOTS], "tie_p", "tie_d", "error")
+    b = t.select("s_p1", "s_p2", "s_d1", "s_d2", *[f"k_{s}" for s in _SLOTS], "tie_p", "tie_d", "error", *_keep_q(t))
     for s in _SLOTS:
         b = b.join(lead.rename({"slot": f"s_{s}", "leader": f"L_{s}", "expressed": f"X_{s}"}), on=f"s_{s}", how="left")
     single = pl.all_horizontal(pl.col(f"k_{s}").list.len() == 1 for s in _SLOTS)
@@ -592,7 +603,7 @@ def _b_leader(t: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
             "the leader -21 of an unshared HLA-B allele is not known (type exon 1 or at two fields)"))
         .alias("b_leader_reason"),
     )
-    return b.select("s_p1", "s_p2", "s_d1", "s_d2", *_B_LEADER_COLUMNS)
+    return b.select("s_p1", "s_p2", "s_d1", "s_d2", *_keep_q(b), *_B_LEADER_COLUMNS)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -620,7 +631,7 @@ def _dpb1_tce(t: pl.DataFrame, facts: pl.DataFrame, s: CompatSettings) -> pl.Dat
     f = facts.select("slot", pl.col(col).alias("g"), pl.col("expressed").alias("x"))
     d = t.select("s_p1", "s_p2", "s_d1", "s_d2", pl.col("gvh_min").alias("gvh_DPB1_min"),
                  pl.col("gvh_max").alias("gvh_DPB1_max"), pl.col("hvg_min").alias("hvg_DPB1_min"),
-                 pl.col("hvg_max").alias("hvg_DPB1_max"), pl.col("typed").alias("typed_DPB1"))
+                 pl.col("hvg_max").alias("hvg_DPB1_max"), pl.col("typed").alias("typed_DPB1"), *_keep_q(t))
     for sl in _SLOTS:
         d = d.join(f.rename({"slot": f"s_{sl}", "g": f"g_{sl}", "x": f"x_{sl}"}), on=f"s_{sl}", how="left")
 
@@ -659,7 +670,7 @@ def _dpb1_tce(t: pl.DataFrame, facts: pl.DataFrame, s: CompatSettings) -> pl.Dat
         .when(can_match).then(pl.lit("ambiguous DPB1 typing: the alleles may be identical"))
         .alias("dpb1_tce_reason"),
     )
-    return d.select("s_p1", "s_p2", "s_d1", "s_d2", *_TCE_COLUMNS)
+    return d.select("s_p1", "s_p2", "s_d1", "s_d2", *_keep_q(d), *_TCE_COLUMNS)
 
 
 # --------------------------------------------------------------------------------------------------
