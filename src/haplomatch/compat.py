@@ -276,8 +276,9 @@ def _count_ranges(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.Dat
 
 def _count_single(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.DataFrame:
     """Counts for rows of one key per slot: slots not found on the other side (once per distinct key when a
-    homozygous mismatch counts once)."""
-    k = {s: pl.col(f"k_{s}").list.first() for s in _SLOTS}
+    homozygous mismatch counts once). (Each key and count is computed once, then copied.)"""
+    q = q.with_columns(pl.col(f"k_{s}").list.first().alias(f"_one_{s}") for s in _SLOTS)
+    k = {s: pl.col(f"_one_{s}") for s in _SLOTS}
 
     def missing(a: str, b: str, other: tuple[str, str]) -> pl.Expr:
         first = ((k[a] != k[other[0]]) & (k[a] != k[other[1]])).cast(pl.Int8)
@@ -286,12 +287,11 @@ def _count_single(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.Dat
             second = second & (k[b] != k[a])
         return first + second.cast(pl.Int8)
 
-    gvh = missing("p1", "p2", ("d1", "d2"))
-    hvg = missing("d1", "d2", ("p1", "p2"))
-    vals = {"gvh": gvh, "hvg": hvg, "bi": pl.max_horizontal(gvh, hvg)}
+    q = q.with_columns(missing("p1", "p2", ("d1", "d2")).alias("_one_gvh"), missing("d1", "d2", ("p1", "p2")).alias("_one_hvg"))
+    q = q.with_columns(pl.max_horizontal("_one_gvh", "_one_hvg").alias("_one_bi"))
     return q.with_columns(
-        e.alias(f"{prefix}{d}_{m}") for d in DIRECTIONS for m in ("min", "max") for e in [vals[d]]
-    )
+        pl.col(f"_one_{d}").alias(f"{prefix}{d}_{m}") for d in DIRECTIONS for m in ("min", "max")
+    ).drop([f"_one_{x}" for x in (*_SLOTS, *DIRECTIONS)])
 
 
 def _count_search(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.DataFrame:
