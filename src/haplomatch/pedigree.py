@@ -179,7 +179,10 @@ def build_pedigree(family: Family) -> Pedigree:
 
 
 def _has_cycle(nodes, parents: dict[str, dict[str, str]]) -> bool:
-    """Whether the graph (nodes, edges parent -> node) has a directed cycle: Kahn's algorithm."""
+    """Whether the graph (nodes, edges parent -> node) has a directed cycle: Kahn's algorithm. A node on a
+    cycle has a parent and a child: when no node has both (a family of two generations), there is none."""
+    if not any(u in parents for ps in parents.values() for u in ps):
+        return False
     indeg = {n: len(parents.get(n, ())) for n in nodes}
     children: dict[str, list[str]] = {}
     for v, ps in parents.items():

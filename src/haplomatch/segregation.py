@@ -1150,16 +1150,24 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
     people = {p.id: p for p in family.people}
     pt = people[ped.patient]
     idx = {mb.id: i for i, mb in enumerate(members)}
-    typed_at = {p.id: {loc for loc, t in p.hla.items() if t is not None and _is_typed(t)} for p in family.people}
+    gts0 = locus_data[0].gts
+    if gts0 is not None:  # the fast computations: the genotypes of the nuclear family at every locus, kept
+        typed_at = {pid: {loc for loc, ld in zip(loci, locus_data) if ld.gts[pid]} for pid in gts0}
+    else:
+        typed_at = {p.id: {loc for loc, t in p.hla.items() if t is not None and _is_typed(t)} for p in family.people}
+
+    def typed_anywhere(n: str) -> bool:
+        return any(t is not None and _is_typed(t) for t in people[n].hla.values())
+
     notes: list[str] = []
-    if all(ped.is_virtual(n) or not typed_at[n] for n in (ped.father, ped.mother)):
+    if all(ped.is_virtual(n) or not typed_anywhere(n) for n in (ped.father, ped.mother)):
         notes.append("no parent is typed: which haplotypes are paternal (a, b) and which maternal (c, d) cannot be told")
     if ped.is_virtual(ped.father) or ped.is_virtual(ped.mother):
         missing = [w for w, n in (("father", ped.father), ("mother", ped.mother)) if ped.is_virtual(n)]
         notes.append(f"{' and '.join(missing)} not in the file: their haplotypes are reconstructed from the children")
     for w, n in (("father", ped.father), ("mother", ped.mother)):
         p = people.get(n)
-        if p is not None and not typed_at[n]:
+        if p is not None and not typed_anywhere(n):
             notes.append(f"the {w} ({n}) is not typed: haplotypes reconstructed from the children")
 
     options: dict[tuple[int, tuple[int, ...]], tuple[float, list[tuple[int, int]]]] = {}
