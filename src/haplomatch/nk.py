@@ -416,22 +416,25 @@ def _count(exprs: list[pl.Expr]) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     return n, lo, hi
 
 
-def _identity(pairs: pl.DataFrame, loci: Iterable[str], table: pl.DataFrame) -> pl.Expr:
-    """Patient and donor carry the same two proteins (P group / 2-field) at every locus: three-valued."""
+def _identity(pairs: pl.DataFrame, loci: Iterable[str], table: pl.DataFrame) -> pl.Series | pl.Expr:
+    """Patient and donor carry the same two proteins (P group / 2-field) at every locus: three-valued.
+    (Each slot's protein is looked up once, then compared: a batch has 16 slot columns.)"""
+    loci = list(loci)
+    if not loci:
+        return pl.lit(None, pl.Boolean)
     cols = pairs.columns
-    old, new = table["slot"].to_list(), table["ard"].to_list()
-
-    def ard(c: str) -> pl.Expr:
-        if c not in cols:
-            return pl.lit(None, pl.String)
-        return pl.col(c).replace_strict(old, new, default=None, return_dtype=pl.String)
+    old, new = table["slot"], table["ard"]
+    names = [f"{side}{locus}_{i}" for side in ("patient_", "donor_") for locus in loci for i in (1, 2)]
+    ard = pairs.select(
+        (pl.col(c).replace_strict(old, new, default=None, return_dtype=pl.String) if c in cols
+         else pl.lit(None, pl.String)).alias(c) for c in names)
 
     def pair_key(side: str, locus: str) -> pl.Expr:
-        x, y = ard(f"{side}{locus}_1"), ard(f"{side}{locus}_2")
+        x, y = pl.col(f"{side}{locus}_1"), pl.col(f"{side}{locus}_2")
         return pl.when(x <= y).then(x + "+" + y).otherwise(y + "+" + x)
 
     same = [pair_key("patient_", locus) == pair_key("donor_", locus) for locus in loci]
-    return functools.reduce(operator.and_, same) if same else pl.lit(None, pl.Boolean)
+    return ard.select(functools.reduce(operator.and_, same)).to_series()
 
 
 def nk_pair_facts(ref: Reference, pairs: pl.DataFrame, settings: NkSettings | None = None) -> pl.DataFrame:
