@@ -349,3 +349,99 @@ def test_fast_computation_equals_the_reference(ref, tmp_path, opts, n, blank, se
         found += fast.n_solutions > 1
         assert repr(fast) == repr(segregate(family, ref.nomenclature, reference)), family.id
     assert found >= several  # families with several solutions, where that is what the case is for
+
+
+# -- answers kept across families (coded loci) equal the reference ---------------------------------------
+def _ambiguous(path, seed: int) -> None:
+    """Rewrite some typings of a simulated family file into the forms that match without being equal: an
+    allele list (``X/Y``), an XX code, a genotype list (``X+Y|X+Z``) and a first-field typing."""
+    import csv
+    import random
+
+    rnd = random.Random(seed)
+    with open(path, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    loci = [c for c in ("A", "C", "B", "DRB1", "DQB1", "DPB1") if c in table[0]]
+    seen = {loc: sorted({a for row in table for a in row[loc].split("+") if a}) for loc in loci}
+    for row in table:
+        for loc in loci:
+            cell = row[loc]
+            if "+" not in cell or rnd.random() > 0.25:
+                continue
+            x, y = cell.split("+")
+            other = rnd.choice(seen[loc])
+            kind = rnd.randrange(4)
+            if kind == 0:
+                row[loc] = f"{x}/{other}+{y}"
+            elif kind == 1:
+                row[loc] = f"{x.split(':')[0]}:XX+{y}"
+            elif kind == 2:
+                row[loc] = f"{x}+{y}|{x}+{other}"
+            else:
+                row[loc] = f"{x.split(':')[0]}+{y}"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(table[0]))
+        w.writeheader()
+        w.writerows(table)
+
+
+@pytest.mark.parametrize("opts,n,ambiguous", [
+    ({"siblings": 3, "recombination_rate": 0.2, "recombination_interval": None, "homozygous_rate": 0.2,
+      "shared_rate": 0.2, "error_rate": 0.02, "low_resolution_rate": 0.1}, 60, False),
+    ({"siblings": 3, "missing_parents": "one", "recombination_rate": 0.1, "homozygous_rate": 0.2,
+      "error_rate": 0.01}, 60, False),
+    ({"siblings": 2, "half_siblings": 1, "patient_children": 1, "missing_parents": "one", "missing_rate": 0.5,
+      "recombination_rate": 0.1, "homozygous_rate": 0.1}, 30, False),
+    ({"siblings": 3, "missing_parents": "one", "missing_rate": 0.5, "homozygous_rate": 0.2,
+      "recombination_rate": 0.1}, 60, True),
+])
+def test_answers_kept_across_families_equal_the_reference(ref, tmp_path, opts, n, ambiguous):
+    """The fast computation keeps per coded locus (genotypes as value indices, the match relation of the
+    values as bits) its tables and answers, and per coded family its search: every family, met first or
+    after others of the same structure, in either order, gets exactly the reference computation's answer,
+    with homozygous and missing parents, recombinants, half-siblings, the patient's children, and typings
+    that match without being equal (allele lists, XX codes, genotype lists, first-field typings)."""
+    from haplomatch import segregation
+    from haplomatch.segregation import SegregationSettings
+    from haplomatch.simulate import SimOptions, simulate_families, write_families
+
+    fams = simulate_families(n, seed=20261129, options=SimOptions(kir=False, **opts), ref=ref)
+    path = tmp_path / "fams.csv"
+    write_families(fams, path)
+    if ambiguous:
+        _ambiguous(path, seed=7)
+    families, _ = read_family_file(path, ref.nomenclature, strict=False)
+    reference = {f.id: repr(segregate(f, ref.nomenclature, SegregationSettings(fast=False))) for f in families}
+    segregation._clear_kept()
+    for family in families:
+        assert repr(segregate(family, ref.nomenclature)) == reference[family.id], family.id
+    kept = len(segregation._SHARED)
+    assert kept < sum(len(segregate(f, ref.nomenclature).loci) for f in families)  # structures recur
+    for family in reversed(families):  # now every locus and search is served from what was kept
+        assert repr(segregate(family, ref.nomenclature)) == reference[family.id], family.id
+    assert len(segregation._SHARED) == kept
+
+
+def test_same_coded_structure_with_another_match_relation(ref, tmp_path):
+    """Two families whose genotypes have the same pattern of equal strings, one with an unexplained allele
+    (A*24:02), the other with a first-field typing in its place (A*02, matching the father's A*02:01): the
+    match bits keep them apart, and each gets the reference's answer."""
+    from haplomatch import segregation
+    from haplomatch.segregation import SegregationSettings
+
+    head = "id,relation,sex,A,B\n"
+    rows = ("F,father,M,A*01:01+A*02:01,B*08:01+B*07:02\nM,mother,F,A*03:01+A*11:01,B*44:02+B*51:01\n"
+            "P,patient,F,A*01:01+A*03:01,B*08:01+B*44:02\nS1,brother,M,{}+A*11:01,B*07:02+B*51:01\n")
+    segregation._clear_kept()
+    out = {}
+    for allele in ("A*24:02", "A*02"):
+        f = tmp_path / f"{allele[2:].replace(':', '')}.csv"
+        f.write_text(head + rows.format(allele))
+        (fam,), _ = read_family_file(f, ref.nomenclature)
+        fast = segregate(fam, ref.nomenclature)
+        assert repr(fast) == repr(segregate(fam, ref.nomenclature, SegregationSettings(fast=False)))
+        out[allele] = fast
+    (c,) = out["A*24:02"].conflicts
+    assert (c.person, c.loci, c.alleles) == ("S1", ("A",), ("A*24:02",))
+    assert out["A*02"].conflicts == ()
+    assert out["A*02"].relationship("S1").klass == out["A*24:02"].relationship("S1").klass == "mismatched"

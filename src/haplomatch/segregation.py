@@ -459,6 +459,12 @@ def _search(members, shape, n_states, locus_data, nuclear, settings, fast):
     return paths, best, overflow
 
 
+def _clear_kept() -> None:
+    """Forget every answer kept across families (tests use it to start from nothing)."""
+    for kept in (_SHARED, _SEARCHES, _SOLUTIONS, _LABELS, _RELATIONSHIPS, _TRANS_TO):
+        kept.clear()
+
+
 def _shared_loci(loci, ped, members, people, m: _Matcher, U: float) -> tuple[list[_LocusData], bool, tuple]:
     """The loci of the fast computation, whether they are _nuclear_fast's (typed parents, full siblings), and
     their keys (the serial numbers of their coded structures with the members' kinds and the cost).
