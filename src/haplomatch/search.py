@@ -268,7 +268,8 @@ def _intern(df: pl.DataFrame, items: list[tuple[str, _Interner, pl.Expr]],
     for name, it, e in items:
         miss = found[name] < 0
         if miss.any():
-            missing[name] = df.select(e.alias("v")).filter(pl.Series(miss))["v"].unique(maintain_order=True)
+            at = pl.Series(np.flatnonzero(miss))  # the few rows with values not seen before
+            missing[name] = df.select(e.gather(at).alias("v"))["v"].unique(maintain_order=True)
     if missing and before is not None:
         before(missing)
     for name, it, e in items:
@@ -426,8 +427,8 @@ class _SlotTable:
             pl.DataFrame({"slot": new}, schema={"slot": pl.String})
             .join(k, on="slot", how="left", maintain_order="left")
             .select("error", ok.alias("ok"), pl.when(ok).then(keys.list.first()).alias("key"),
-                    keys.fill_null(pl.lit([], pl.List(pl.String))).alias("keys"), pl.col("absent").is_null().alias("lost"),
-                    pl.col("absent").fill_null(False))
+                    keys.fill_null(pl.lit([], pl.List(pl.String))).alias("keys"),
+                    pl.col("absent").is_null().alias("lost"), pl.col("absent").fill_null(False))
         )
         if j["lost"].any():  # pragma: no cover - slot_keys gives every slot a row
             raise RuntimeError("internal error: slot_keys lost a slot")
@@ -766,7 +767,10 @@ def _kir_pattern(batch: pl.DataFrame, cols: tuple[str, ...]) -> pl.Expr:
     numeric = all(batch.schema[c].is_integer() or batch.schema[c] == pl.Boolean for c in cols)
     if numeric and len(cols) <= 39:
         codes = [pl.col(c).cast(pl.Int64) for c in cols]
-        ok = batch.select(pl.all_horizontal([(e.is_null() | e.is_in([0, 1])) for e in codes]).all()).item()
+        # every value 0, 1 or null: for integers, the smallest at least 0 and the largest at most 1
+        lo_hi = batch.select([x for j, e in enumerate(codes)
+                              for x in (e.min().alias(f"lo{j}"), e.max().alias(f"hi{j}"))]).row(0)
+        ok = all(v is None or 0 <= v <= 1 for v in lo_hi)
         if ok:
             return sum((e.fill_null(-1) + 1) * (3 ** j) for j, e in enumerate(codes)).cast(pl.Int64)
     exprs = []

@@ -137,7 +137,8 @@ def slot_facts(ref: Reference, slots: Iterable[str | None], nomenclature: Nomenc
     return pl.concat([facts, errors], how="diagonal_relaxed")
 
 
-def slot_tce_facts(ref: Reference, slots: Iterable[str | None], nomenclature: Nomenclature | None = None) -> pl.DataFrame:
+def slot_tce_facts(ref: Reference, slots: Iterable[str | None],
+                   nomenclature: Nomenclature | None = None) -> pl.DataFrame:
     """``slot_facts``'s ``tce_v1``, ``tce_v2`` (with their ``_possible`` lists) and ``expressed`` alone, by the
     same expressions over the same candidates: registry search reads only these (DPB1 TCE groups), and the
     twenty other summaries cost most of the time."""
