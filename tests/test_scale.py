@@ -87,9 +87,14 @@ def test_screen_gives_the_ranks_and_facts_of_rank(ref, families_csv, profile):
     assert result.rows_in == result.candidates_out + result.patients
 
 
-def test_screen_worker_processes_do_not_change_the_output(ref, families_csv, monkeypatch, tmp_path):
-    """Files cut into parts of whole families, screened in two processes: the same rows, rejects and counts."""
+@pytest.mark.parametrize("prestart", [False, True])
+def test_screen_worker_processes_do_not_change_the_output(ref, families_csv, monkeypatch, tmp_path, prestart):
+    """Files cut into parts of whole families, screened in two processes (started before or after the
+    files are read): the same rows, rejects and counts."""
     import haplomatch.screen as screen
+
+    if prestart:
+        monkeypatch.setattr(screen, "_PRESTART_BYTES", 0)
 
     lines = families_csv.read_text().splitlines()
     bad = tmp_path / "bad.csv"  # a malformed row, a family with an unknown allele, and whole families
@@ -104,6 +109,11 @@ def test_screen_worker_processes_do_not_change_the_output(ref, families_csv, mon
     assert (one.rows_in, one.patients, one.rejected, one.families, one.families_rejected) == (
         two.rows_in, two.patients, two.rejected, two.families, two.families_rejected)
     assert one.rows_in == (len(lines) - 1) + 20  # the second file: 20 data rows, the malformed one included
+    if prestart:  # processes started, then one part only: this process screens it
+        first = tmp_path / "first.csv"
+        first.write_text("\n".join(lines[:7]) + "\n")
+        monkeypatch.setattr(screen, "_MIN_PART", 10_000)
+        assert screen_files(ref, [first], workers=2).candidates.equals(screen_files(ref, [first]).candidates)
 
 
 def test_screen_in_chunks_gives_the_same_rows(ref, families_csv):

@@ -380,9 +380,40 @@ def _worker_init(root) -> None:
     _WORKER["ref"] = load_reference(root)
 
 
+def _worker_warm() -> None:
+    """Import what a part needs and build the name index, while the main process is still reading the files
+    (a large batch needs them in every process)."""
+    import haplomatch.familyfile  # noqa: F401
+    import haplomatch.pairfacts  # noqa: F401
+    import haplomatch.ranking  # noqa: F401
+
+    _ = _WORKER["ref"].nomenclature._prefix_index
+
+
+def _pool(ref, workers: int):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(ref.release.root,))
+    for _ in range(workers):  # the processes start now, each warming up
+        ex.submit(_worker_warm)
+    return ex
+
+
+_PRESTART_BYTES = 4_000_000  # inputs this large (~3,000 families) start the processes before reading
+
+
 def _worker_part(sources: list[_Source], opts: dict) -> "ScreenResult":
     ref = _WORKER["ref"]
     return _screen_sources(ref, sources, ref.nomenclature, progress=None, **opts)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _merge(results: list["ScreenResult"]) -> "ScreenResult":
@@ -418,6 +449,9 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
 
     t0 = time.perf_counter()
     nom = nomenclature or ref.nomenclature
+    pool = None
+    if workers > 1 and nom is ref.nomenclature and sum(_size(Path(p)) for p in paths) >= _PRESTART_BYTES:
+        pool = _pool(ref, workers)  # its processes start while this one reads
     sources = [_open_source(Path(p), i) for i, p in enumerate(paths)]
     opts = dict(profile=profile, rules_path=rules_path, overrides=overrides, antibodies=antibodies,
                 settings=settings, read_settings=read_settings or ReadSettings(), reject_conflicts=reject_conflicts,
@@ -428,15 +462,12 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
         total = sum(k for _, k in units)
         parts = _parts(units, max(_MIN_PART, min(chunk, -(-total // (workers * 4)))))
     if len(parts) < 2:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         result = _screen_sources(ref, sources, nom, progress=progress, **opts)
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         done, results = 0, []
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(ref.release.root,)) as ex:
+        with pool or _pool(ref, workers) as ex:
             futures = [ex.submit(_worker_part, srcs, opts) for srcs, _ in parts]
             for fut, (_, k) in zip(futures, parts):
                 results.append(fut.result())
