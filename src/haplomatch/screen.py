@@ -467,6 +467,7 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
         result = _screen_sources(ref, sources, nom, progress=progress, **opts)
     else:
         done, results = 0, []
+        t_split = time.perf_counter() - t0
         with pool or _pool(ref, workers) as ex:
             futures = [ex.submit(_worker_part, srcs, opts) for srcs, _ in parts]
             for fut, (_, k) in zip(futures, parts):
@@ -474,7 +475,10 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
                 done += k
                 if progress:
                     progress(done, total)
+        t_merge = time.perf_counter()
         result = _merge(results)
+        # this process's own work (the phases above are summed over the worker processes)
+        result.timings.update(main_split=t_split, main_merge=time.perf_counter() - t_merge)
     if antibodies is not None:  # ids must be unique over all parts, not only within one
         _check_antibodies(antibodies, list(result.patient_ids))
     first = {}
