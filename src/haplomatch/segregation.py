@@ -1206,8 +1206,7 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
             for mi in sides[1]:
                 for lab, val in zip("cd", mopts[mi]):
                     haps[lab][locus].add(val)
-    haplotypes = {h: {loc: tuple(sorted([v for v in vals if v is not None])) for loc, vals in per.items()}
-                  for h, per in haps.items()}
+    haplotypes = {h: {loc: _sorted_values(vals) for loc, vals in per.items()} for h, per in haps.items()}
 
     # person haplotype labels (first solution)
     path0 = paths[0]
@@ -1257,9 +1256,10 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
         shared = _SOLUTIONS[key] = tuple(frozenset(per[mb.id]) if i else None for i, mb in enumerate(members))
     for i, mb in enumerate(members[1:], 1):
         by_solution[mb.id] = shared[i]
-    pt_loci = set(loci)
+    pt_loci = frozenset(loci)
+    rows = [_ibs_rows(ld, members, pt, people, loc, m) for ld, loc in zip(locus_data, loci)]
     for i, mb in enumerate(members[1:], 1):
-        ibs = {loc: _ibs_shared(locus_data[li], i, pt, people[mb.id], loc, m) for li, loc in enumerate(loci)}
+        ibs = {loc: row[i] for loc, row in zip(loci, rows)}
         rels.append(_relationship(people[mb.id], mb, by_solution[mb.id], loci, pt_loci, overflow, ibs,
                                   tuple(loc for loc in loci if loc in typed_at[mb.id])))
     for n, lab in ((ped.father, "a"), (ped.mother, "c")):
@@ -1382,14 +1382,22 @@ def _ibs(a, b, locus: str, m: _Matcher, gts: dict | None = None) -> int | None:
     return best
 
 
-def _ibs_shared(ld: _LocusData, i: int, pt, p, locus: str, m: _Matcher) -> int | None:
-    """_ibs of the patient and member i at one locus, kept in the locus's memo: it depends on their genotypes
-    through string equality and matching only, so on the locus's coded structure."""
-    key = ("ibs", i)
-    hit = ld.memo.get(key, key)
-    if hit is key:
-        hit = ld.memo[key] = _ibs(pt, p, locus, m, ld.gts)
+def _ibs_rows(ld: _LocusData, members, pt, people, locus: str, m: _Matcher) -> tuple[int | None, ...]:
+    """_ibs of the patient and each member (by place; the patient's own place None) at one locus, kept in
+    the locus's memo: it depends on their genotypes through string equality and matching only, so on the
+    locus's coded structure."""
+    hit = ld.memo.get("ibs")
+    if hit is None:
+        hit = ld.memo["ibs"] = (None,) + tuple(_ibs(pt, people[mb.id], locus, m, ld.gts) for mb in members[1:])
     return hit
+
+
+def _sorted_values(vals: set) -> tuple[str, ...]:
+    """The values of a haplotype at a locus, in order, without the unseen value (None)."""
+    if len(vals) == 1:
+        (v,) = vals
+        return () if v is None else (v,)
+    return tuple(sorted([v for v in vals if v is not None]))
 
 
 _COUNT_NAMES = {0: "none", 1: "one", 2: "both"}
