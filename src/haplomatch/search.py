@@ -272,9 +272,15 @@ def _intern(df: pl.DataFrame, items: list[tuple[str, _Interner, pl.Expr]],
             missing[name] = df.select(e.gather(at).alias("v"))["v"].unique(maintain_order=True)
     if missing and before is not None:
         before(missing)
+    added: set[int] = set()
+    for name, it, e in items:
+        if name in missing and id(it) not in added:
+            # the columns sharing an interner (a locus's two) add their new values at once, in column order
+            new = [missing[n] for n, other, _ in items if other is it and n in missing]
+            it.add(new[0] if len(new) == 1 else pl.concat(new))
+            added.add(id(it))
     for name, it, e in items:
         if name in missing:
-            it.add(missing[name])
             found[name] = it.find(h1[name])
     out: dict[str, np.ndarray] = {}
     for name, it, e in items:
