@@ -445,3 +445,33 @@ def test_same_coded_structure_with_another_match_relation(ref, tmp_path):
     assert (c.person, c.loci, c.alleles) == ("S1", ("A",), ("A*24:02",))
     assert out["A*02"].conflicts == ()
     assert out["A*02"].relationship("S1").klass == out["A*24:02"].relationship("S1").klass == "mismatched"
+
+
+def test_pedigree_roles_kept_per_signature(ref, tmp_path):
+    """pedigree_roles gives build_pedigree's roles; a second family with the same ids, relations, parent ids
+    and sexes reuses them, and its graph (built on demand) holds its own people; a family with an error in
+    its pedigree raises every time."""
+    from haplomatch.pedigree import build_pedigree, pedigree_roles
+
+    f = tmp_path / "fams.csv"
+    f.write_text("family_id,id,relation,sex,A\n"
+                 "X,P,patient,F,A*01:01+A*02:01\nX,F,father,M,A*01:01+A*03:01\nX,S1,sister,F,A*02:01+A*03:01\n"
+                 "Y,P,patient,F,A*11:01+A*24:02\nY,F,father,M,A*11:01+A*26:01\nY,S1,sister,F,A*24:02+A*26:01\n")
+    (x, y), _ = read_family_file(f, ref.nomenclature)
+    roles = ("patient", "father", "mother", "siblings", "paternal_half_siblings", "maternal_half_siblings",
+             "children", "others")
+    for fam in (x, y, y):
+        got, built = pedigree_roles(fam), build_pedigree(fam)
+        assert [getattr(got, r) for r in roles] == [getattr(built, r) for r in roles]
+        assert got.is_virtual("(mother)") and not got.is_virtual("F")
+        assert list(got.graph.nodes(data="person")) == list(built.graph.nodes(data="person"))
+        assert got.graph.nodes["P"]["person"] is fam.person("P")
+        assert sorted(got.graph.edges(data="kind")) == sorted(built.graph.edges(data="kind"))
+    from dataclasses import replace
+
+    from haplomatch.family import Family
+
+    bad = Family("Z", tuple(replace(p, sex="F") if p.id == "F" else p for p in x.people))  # a father of sex F
+    for _ in range(2):
+        with pytest.raises(InputError, match="has sex F"):
+            pedigree_roles(bad)

@@ -21,8 +21,8 @@ class Pedigree:
     """The checked graph and the roles of the patient's nuclear family. The networkx graph is built on first
     use of ``graph`` (segregation needs only the roles and which parents are virtual)."""
 
-    __slots__ = ("_graph", "_ops", "_virtual", "patient", "father", "mother", "siblings", "paternal_half_siblings",
-                 "maternal_half_siblings", "children", "others")
+    __slots__ = ("_graph", "_ops", "_virtual", "_family", "patient", "father", "mother", "siblings",
+                 "paternal_half_siblings", "maternal_half_siblings", "children", "others")
 
     def __init__(self, graph: nx.DiGraph | None, patient: str, father: str, mother: str, siblings: tuple[str, ...],
                  paternal_half_siblings: tuple[str, ...], maternal_half_siblings: tuple[str, ...],
@@ -31,6 +31,7 @@ class Pedigree:
         self._graph = graph
         self._ops = ops  # the graph's construction (add_node / add_edge calls), replayed on first use
         self._virtual = virtual
+        self._family: Family | None = None  # without ops: the family the graph is built from on first use
         self.patient = patient
         self.father = father
         self.mother = mother
@@ -43,7 +44,7 @@ class Pedigree:
     @property
     def graph(self) -> nx.DiGraph:
         if self._graph is None:
-            self._graph = _replay(self._ops)
+            self._graph = _replay(self._ops) if self._ops is not None else build_pedigree(self._family).graph
         return self._graph
 
     def is_virtual(self, node: str) -> bool:
@@ -60,6 +61,30 @@ def _replay(ops: list) -> nx.DiGraph:
         else:
             g.add_edge(op[1], op[2], kind=op[3])
     return g
+
+
+#: the roles found by build_pedigree, per signature of the family (see pedigree_roles)
+_ROLES: dict[tuple, tuple] = {}
+
+
+def pedigree_roles(family: Family) -> Pedigree:
+    """build_pedigree's Pedigree, from the roles found for an earlier family with the same ids, relations,
+    parent ids and sexes in the same order (all that build_pedigree reads but the source rows, which only its
+    errors name; a family with errors is checked anew each time). A batch of families meets few of these
+    signatures. Its graph is built from this family on first use."""
+    key = tuple([(p.id, p.relation, p.father_id, p.mother_id, p.sex) for p in family.people])
+    roles = _ROLES.get(key)
+    if roles is None:
+        ped = build_pedigree(family)
+        if len(_ROLES) >= 1 << 14:
+            _ROLES.clear()
+        roles = _ROLES[key] = (ped.patient, ped.father, ped.mother, ped.siblings, ped.paternal_half_siblings,
+                               ped.maternal_half_siblings, ped.children, ped.others, ped._virtual)
+        return ped
+    *named, virtual = roles
+    ped = Pedigree(None, *named, virtual=virtual)
+    ped._family = family
+    return ped
 
 
 def build_pedigree(family: Family) -> Pedigree:

@@ -33,7 +33,7 @@ from haplomatch.errors import InputError, Problem, UnknownAlleleError
 from haplomatch.family import HLA_LOCI, Family
 from haplomatch.hlatyping import LocusTyping
 from haplomatch.nomenclature import Nomenclature
-from haplomatch.pedigree import Pedigree, build_pedigree
+from haplomatch.pedigree import Pedigree, pedigree_roles
 
 #: The loci whose sharing defines the class (DPB1 is reported, but often recombined away).
 CLASS_LOCI = ("A", "C", "B", "DRB1", "DQB1")
@@ -345,7 +345,7 @@ def _parent_options(gts, free) -> list[tuple[str | None, str | None]]:
 def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationSettings = SegregationSettings(),
               pedigree: Pedigree | None = None) -> Segregation:
     """Infer the family's haplotypes (see the module docstring). Raises InputError on an unusable pedigree."""
-    ped = pedigree or build_pedigree(family)
+    ped = pedigree or pedigree_roles(family)
     people = {p.id: p for p in family.people}
     pt = people[ped.patient]
     loci = tuple(loc for loc in HLA_LOCI if pt.hla.get(loc) is not None and _is_typed(pt.hla[loc]))
