@@ -487,6 +487,22 @@ def _located(problems: list[Problem], fname: str, row: int) -> list[Problem]:
     return [replace(p, file=fname, row=row) for p in problems] if problems else []
 
 
+_SHARED: dict[int, tuple[Nomenclature, dict[str, dict]]] = {}
+
+
+def _shared(nomenclature: Nomenclature, what: str) -> dict:
+    """A memo shared by the reads of one process with this nomenclature: the problems of each allele name
+    (per locus and column), the reading of each KIR cell pattern. A batch reads a file in pieces, and the
+    pieces share their names and patterns (per-cell HLA readings are not shared: nearly every one is new)."""
+    hit = _SHARED.get(id(nomenclature))
+    if hit is None or hit[0] is not nomenclature:
+        hit = _SHARED[id(nomenclature)] = (nomenclature, {})  # kept, so its id is not reused
+    memo = hit[1].setdefault(what, {})
+    if len(memo) > 1_000_000:
+        memo.clear()
+    return memo
+
+
 class _CellMemo:
     """What one file's cell values read as, computed once per distinct value: a family file repeats the
     same typings (parents and children share alleles; KIR gene-content patterns are few). The values are
@@ -495,13 +511,13 @@ class _CellMemo:
     def __init__(self, nomenclature: Nomenclature, with_kir: bool) -> None:
         self.nom = nomenclature
         self._hla: dict[tuple, tuple] = {}
-        self._kir: dict[tuple, tuple] = {}
-        self._names: dict[tuple, list[Problem]] = {}
+        self._names: dict[tuple, list[Problem]] = _shared(nomenclature, "names")
         self.kir_release = None
         if with_kir:
             from haplomatch.kir import _release_list
 
             self.kir_release = _release_list()
+        self._kir: dict[tuple, tuple] = _shared(nomenclature, f"kir {id(self.kir_release)}")
 
     def cell(self, locus: str, column: str, value, second, settings: Settings):
         key = (locus, column, value, second, settings.missing_second)
