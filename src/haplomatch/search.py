@@ -3,7 +3,8 @@
 How it works (and why it is exact)
 ----------------------------------
 The registry (Parquet or CSV) is read with a polars lazy scan in batches (``batch_size`` rows, default
-200,000); only the current batch and the running best ``top`` donors are held in memory.
+200,000); only the current batch (and, for Parquet, the next one, read meanwhile) and the running best
+``top`` donors are held in memory.
 
 1. **Reading a batch** (:class:`RegistryReader`). Every cell is interpreted by the code that reads family
    files — ``nomenclature.normalise`` and ``hlatyping.parse_cell`` / ``from_gl_text`` for HLA,
