@@ -109,6 +109,14 @@ def test_screen_worker_processes_do_not_change_the_output(ref, families_csv, mon
     assert (one.rows_in, one.patients, one.rejected, one.families, one.families_rejected) == (
         two.rows_in, two.patients, two.rejected, two.families, two.families_rejected)
     assert one.rows_in == (len(lines) - 1) + 20  # the second file: 20 data rows, the malformed one included
+    if not prestart:  # families whose rows are not consecutive: the pieces are gathered, not sliced
+        mixed = tmp_path / "mixed.csv"
+        rows = lines[1:]
+        mixed.write_text("\n".join([lines[0], *rows[::2], *rows[1::2]]) + "\n")
+        a, b = screen_files(ref, [mixed]), screen_files(ref, [mixed], workers=2)
+        assert a.candidates.equals(b.candidates) and a.rejects.equals(b.rejects)
+        whole = screen_files(ref, [families_csv]).candidates.drop("file")
+        assert a.candidates.drop("file").sort("family_id", "rank").equals(whole.sort("family_id", "rank"))
     if prestart:  # processes started, then one part only: this process screens it
         first = tmp_path / "first.csv"
         first.write_text("\n".join(lines[:7]) + "\n")

@@ -34,6 +34,7 @@ Row accounting (every input row is in exactly one place)
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections import defaultdict
@@ -320,12 +321,16 @@ def _family_keys(src: _Source) -> list | None:
     if not fcol or "id" not in cmap.attributes or any(p.row is None and p.severity == "error"
                                                       for p in tproblems + cproblems):
         return None
-    return _row_families(table, fcol)
+    return _family_column(table, fcol)
 
 
 def _row_families(table: pl.DataFrame, fcol: str) -> list[str | None]:
     """Each row's family id (an empty cell: None)."""
-    return table[fcol].cast(pl.String).str.strip_chars().replace("", None).to_list()
+    return _family_column(table, fcol).to_list()
+
+
+def _family_column(table: pl.DataFrame, fcol: str) -> pl.Series:
+    return table[fcol].cast(pl.String).str.strip_chars().replace("", None)
 
 
 def _units(sources: list[_Source]) -> list[tuple[_Source, int]]:
@@ -338,18 +343,25 @@ def _units(sources: list[_Source]) -> list[tuple[_Source, int]]:
             out.append((src, 1))
             continue
         table, tproblems = src.table
-        first: dict = {}
-        for k in keys:
-            first.setdefault(k, len(first))
-        if len(first) <= 1:
-            out.append((src, max(1, len(first))))
+        # families numbered by first appearance (an empty id is one family too), with their rows
+        fams = keys.to_frame("k").with_row_index("i").group_by("k", maintain_order=True).agg("i")
+        n_fam = fams.height
+        if n_fam <= 1:
+            out.append((src, max(1, n_fam)))
             continue
         # one piece per family would be too fine: pieces of up to _PIECE families, in file order
-        # (families are numbered by first appearance, so piece g holds families g*_PIECE … (g+1)*_PIECE - 1)
-        group = pl.Series("__piece", [first[k] // _PIECE for k in keys])
-        for g, part in enumerate(table.with_columns(group).partition_by("__piece", maintain_order=True)):
-            n = min(_PIECE, len(first) - g * _PIECE)
-            out.append((_Source(src.file, src.index, (part.drop("__piece"), tproblems if g == 0 else [])), n))
+        # (piece g holds families g*_PIECE … (g+1)*_PIECE - 1)
+        group = (fams.with_row_index("f").select((pl.col("f") // _PIECE).alias("__piece"), "i").explode("i")
+                 .sort("i")["__piece"])
+        if group.is_sorted():  # each piece's rows are consecutive (the usual file): slices, not copies
+            counts = group.value_counts(sort=False).sort("__piece")["count"].to_list()
+            starts = [0, *itertools.accumulate(counts)]
+            pieces = [table.slice(a, c) for a, c in zip(starts, counts)]
+        else:
+            pieces = [p.drop("__piece") for p in table.with_columns(group).partition_by("__piece", maintain_order=True)]
+        for g, part in enumerate(pieces):
+            n = min(_PIECE, n_fam - g * _PIECE)
+            out.append((_Source(src.file, src.index, (part, tproblems if g == 0 else [])), n))
     return out
 
 
