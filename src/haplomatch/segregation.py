@@ -498,18 +498,39 @@ def _shared_loci(loci, ped, members, people, m: _Matcher, U: float) -> tuple[lis
         fo, mo, tables, base, prep, memo, serial = entry
         keys.append(serial)
         val: list[str | None] = values + [None]
-        ld = _LocusData([(val[a], val[b]) for a, b in fo], [(val[a], val[b]) for a, b in mo], tables, gts=gts,
-                        base=base)
+        ld = _LocusData(_Named(fo, val), _Named(mo, val), tables, gts=gts, base=base)
         if prep is not None:
-            ld.prep = prep + ({v: i for i, v in enumerate(values)},)
+            ld.prep = prep + (values,)
         ld.memo = memo
         out.append(ld)
     return out, nuclear, tuple(keys)
 
 
+class _Named:
+    """A parent's options at a kept locus, as value indices, read as this family's slot strings (an untyped
+    parent has one option per pair of values: most are never read)."""
+
+    __slots__ = ("codes", "val")
+
+    def __init__(self, codes: tuple[tuple[int, int], ...], val: list[str | None]) -> None:
+        self.codes = codes
+        self.val = val
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, i: int) -> tuple[str | None, str | None]:
+        a, b = self.codes[i]
+        return self.val[a], self.val[b]
+
+    def __iter__(self):
+        val = self.val
+        return iter([(val[a], val[b]) for a, b in self.codes])
+
+
 def _abstract(ld: _LocusData, values: list[str]) -> tuple:
     """A freshly built locus with its strings taken out: options as value indices (None: the index after the
-    last value, as _locus_fast's), read-only tables and base costs, prep without the string index, a memo."""
+    last value, as _locus_fast's), read-only tables and base costs, prep without the values, a memo."""
     index = {v: i for i, v in enumerate(values)}
     none = len(values)
 
@@ -835,7 +856,7 @@ def _locus_fast(locus, ped, members, people, m: _Matcher, U: float) -> _LocusDat
             t[:, :, :, 1] = h[ma[:, _Q4]][None, :, :]
             tables[i] = t
     ld = _LocusData(fopts, mopts, tables, gts=gts)
-    ld.prep = (fa, ma, miss, hv, NONE, not gts[ped.father], not gts[ped.mother], U, index)
+    ld.prep = (fa, ma, miss, hv, NONE, not gts[ped.father], not gts[ped.mother], U, values)
     return ld
 
 
@@ -862,7 +883,8 @@ def _joint_costs_of(ld: _LocusData, members, shape) -> np.ndarray:
 
         ld.total = _totals(members, shape, ld.tables)
         return ld.total.reshape(-1, *shape).min(axis=0)
-    fa, ma, miss, hv, NONE, f_free, m_free, U, index = ld.prep
+    fa, ma, miss, hv, NONE, f_free, m_free, U, values = ld.prep
+    index = {v: i for i, v in enumerate(values)}
     # The mother if she is untyped (else the father) is the free parent; the other one's options are
     # enumerated. Per option o of the enumerated parent: cost = P + min_v Q[0][..., v] + min_v Q[1][..., v],
     # P what does not depend on the free parent, Q[h] what depends on the value v of its haplotype h.
