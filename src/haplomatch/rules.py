@@ -98,13 +98,17 @@ def _sub(text: str, settings: dict[str, Setting], problems: list[Problem], where
     return _PLACEHOLDER.sub(rep, text)
 
 
+# libyaml's parser when PyYAML has it (the same safe constructors; a rule file is read by every batch process)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_rules(path: str | Path, columns: dict[str, pl.DataType], overrides: dict[str, Any] | None = None) -> RuleSet:
     """Read and validate a rule file against the pair-fact columns (name → dtype). Raises InputError with
     every problem found. ``overrides`` replace setting values (a user's command-line choice)."""
     path = Path(path)
     fname = str(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
     except OSError as e:
         raise InputError.one(f"cannot read the rule file: {e.strerror}", file=fname) from None
     except yaml.YAMLError as e:
