@@ -39,11 +39,6 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
 
-def _peak_children_mb() -> float:
-    """The largest peak of the worker processes this process waited for (screen's parts)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
 # -------------------------------------------------------------------------------------------- child steps
 
 def child_search(registry: str, top: int, batch: int) -> dict:
@@ -87,7 +82,7 @@ def child_screen(families: str, workers: int) -> dict:
     secs = time.perf_counter() - t1
     return {"seconds": secs, "setup_seconds": t_setup, "timings": res.timings, "families": res.families,
             "rows_in": res.rows_in, "candidates": res.candidates_out, "rejected": res.rejected,
-            "line": res.summary_line(), "peak_mb": _peak_mb(), "peak_worker_mb": _peak_children_mb()}
+            "line": res.summary_line(), "peak_mb": _peak_mb(), "peak_worker_mb": res.worker_peak_mb}
 
 
 def child_baseline_pairs(families: str, n_families: int, sample: int) -> dict:
@@ -247,10 +242,15 @@ def main_screen(a, families: Path, registry: Path, sample: int, s: dict | None) 
     fps = sc["families"] / sc["seconds"]
     print(f"(b) screening {sc['families']:,} families (in {a.workers} process(es)) ({sc['rows_in']:,} rows -> {sc['candidates']:,} candidates, "
           f"{sc['rejected']:,} rows rejected)")
+    worker = f", {sc['peak_worker_mb']:,.0f} MB (largest worker)" if sc["peak_worker_mb"] else ""
     print(f"    screen: {sc['seconds']:.1f} s = {fps:,.0f} families/s (target: 100,000 families in < 60 s, i.e. "
-          f">= 1,667 families/s); peak memory {sc['peak_mb']:,.0f} MB (main process), {sc['peak_worker_mb']:,.0f} MB (largest worker)")
-    print("    where the time goes (seconds per phase, summed over the processes): "
-          + ", ".join(f"{k} {v:.2f} s" for k, v in sc["timings"].items() if k != "wall"))
+          f">= 1,667 families/s); peak memory {sc['peak_mb']:,.0f} MB (main process){worker}")
+    tm = sc["timings"]
+    print("    where the time goes (seconds per phase, summed over the worker processes): "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in tm.items() if k != "wall" and not k.startswith("main_")))
+    if "main_split" in tm:
+        print(f"    main process: reading and cutting the files {tm['main_split']:.2f} s, joining the parts "
+              f"{tm['main_merge']:.2f} s")
     print(f"    {sc['line']}\n")
 
     bp = run_child("baseline_pairs", families, max(10, sample // 4), sample)

@@ -71,6 +71,7 @@ class ScreenResult:
     warnings: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
     patient_ids: tuple[str, ...] = ()  # of the screened families
+    worker_peak_mb: float | None = None  # peak resident memory of the largest worker process (None: no workers)
 
     @property
     def candidates_out(self) -> int:
@@ -418,7 +419,20 @@ _PRESTART_BYTES = 4_000_000  # inputs this large (~3,000 families) start the pro
 
 def _worker_part(sources: list[_Source], opts: dict) -> "ScreenResult":
     ref = _WORKER["ref"]
-    return _screen_sources(ref, sources, ref.nomenclature, progress=None, **opts)
+    result = _screen_sources(ref, sources, ref.nomenclature, progress=None, **opts)
+    return replace(result, worker_peak_mb=_peak_resident_mb())
+
+
+def _peak_resident_mb() -> float | None:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited across fork and exec)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _size(path: Path) -> int:
@@ -443,7 +457,8 @@ def _merge(results: list["ScreenResult"]) -> "ScreenResult":
         sum(r.rows_in for r in results), sum(r.patients for r in results), sum(r.rejected for r in results),
         sum(r.families for r in results), sum(r.families_rejected for r in results), named[0].profile,
         named[0].rules_file, results[0].release, tuple(dict.fromkeys(w for r in results for w in r.warnings)), tm,
-        tuple(i for r in results for i in r.patient_ids))
+        tuple(i for r in results for i in r.patient_ids),
+        max((r.worker_peak_mb for r in results if r.worker_peak_mb is not None), default=None))
 
 
 def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", rules_path=None, overrides=None,
