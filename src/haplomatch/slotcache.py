@@ -13,12 +13,13 @@ release's own tables are covered by the cache folder, whose name holds the relea
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
 
 import polars as pl
+
+from haplomatch.reference.cache import code_digest
 
 __all__ = ["DERIVING_MODULES", "CODE_DIGEST", "plain_slot_keys", "table_path"]
 
@@ -27,16 +28,7 @@ DERIVING_MODULES = ("slotcache.py", "compat.py", "slotfacts.py", "nomenclature.p
 _SCHEMA = {"slot": pl.String, "keys": pl.List(pl.String), "absent": pl.Boolean, "error": pl.String}
 
 
-def _code_digest() -> str:
-    here = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for name in DERIVING_MODULES:
-        h.update(name.encode())
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:10]
-
-
-CODE_DIGEST = _code_digest()
+CODE_DIGEST = code_digest(Path(__file__).resolve().parent, DERIVING_MODULES)
 _MEMO: dict[tuple[str, str, str], pl.DataFrame] = {}
 
 

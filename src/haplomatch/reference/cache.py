@@ -25,18 +25,18 @@ SCHEMA_VERSION = 1
 DERIVING_MODULES = ("files.py", "names.py", "numbering.py", "facts.py", "cache.py")
 
 
-def _code_digest() -> str:
+def code_digest(folder: Path, names: tuple[str, ...]) -> str:
+    """A short digest of the text of the modules ``names`` in ``folder`` (part of a derived table's key)."""
     import hashlib
 
-    here = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for name in DERIVING_MODULES:
+    for name in names:
         h.update(name.encode())
-        h.update((here / name).read_bytes())
+        h.update((folder / name).read_bytes())
     return h.hexdigest()[:10]
 
 
-CODE_DIGEST = _code_digest()
+CODE_DIGEST = code_digest(Path(__file__).resolve().parent, DERIVING_MODULES)
 TABLES = ("alleles", "deleted", "kir_alleles", "ser_ser")
 
 
