@@ -443,13 +443,24 @@ def _search(members, shape, n_states, locus_data, nuclear, settings, fast):
             found = _constant_paths_nuclear(locus_data, settings)
         elif shortcut and all(mb.kind == "full" for mb in members):
             picks = [_locus_choices(ld, li == 0) for li, ld in enumerate(locus_data)]
-            found = _constant_paths([x for x, _ in picks], [c for _, c in picks], len(members), settings)
+            found = _kept_constant_paths([x for x, _ in picks], [c for _, c in picks], len(members), settings)
         if found is not None:
             paths, best, overflow = found
+        elif fast:
+            costs = [_joint_costs_fast(ld, members, shape) for ld in locus_data]
+            short = shortcut and any(mb.kind != "full" for mb in members)
+            # the fast joint search reads the costs, the shape and the settings only
+            key = (settings, shape, short, tuple([c.tobytes() for c in costs]))
+            found = _JOINT.get(key)
+            if found is None:
+                paths, best, overflow = _joint_search(members, shape, locus_data, settings, costs, fast=True,
+                                                      shortcut=short)
+                if len(_JOINT) >= _SHARED_MAX:
+                    _JOINT.clear()
+                found = _JOINT[key] = (tuple(map(tuple, paths)), best, overflow)
+            paths, best, overflow = found
         else:
-            costs = [_joint_costs_fast(ld, members, shape) for ld in locus_data] if fast else None
-            paths, best, overflow = _joint_search(members, shape, locus_data, settings, costs, fast=fast,
-                                                  shortcut=shortcut and any(mb.kind != "full" for mb in members))
+            paths, best, overflow = _joint_search(members, shape, locus_data, settings, None, fast=False)
     elif n_configs <= settings.max_configs:
         paths, best, overflow = _config_search(members, locus_data, settings)
     else:
@@ -459,9 +470,32 @@ def _search(members, shape, n_states, locus_data, nuclear, settings, fast):
     return paths, best, overflow
 
 
+#: the fast joint search's answers per (settings, shape, shortcut, costs per locus as bytes), and
+#: _constant_paths's per its arguments: loci of different coded structures often have the same numbers
+_JOINT: dict[tuple, tuple] = {}
+_CONSTANT: dict[tuple, tuple | None] = {}
+
+
+def _kept_constant_paths(least: list[float], choices: list, k: int, settings):
+    """_constant_paths, kept per its arguments (the choices are frozensets, as the loci's memos keep them)."""
+    key = (tuple(least), tuple(choices), k, settings)
+    try:
+        return _CONSTANT[key]
+    except KeyError:
+        pass
+    found = _constant_paths(least, choices, k, settings)
+    if found is not None:
+        paths, best, overflow = found
+        found = (tuple(map(tuple, paths)), best, overflow)
+    if len(_CONSTANT) >= _SHARED_MAX:
+        _CONSTANT.clear()
+    _CONSTANT[key] = found
+    return found
+
+
 def _clear_kept() -> None:
     """Forget every answer kept across families (tests use it to start from nothing)."""
-    for kept in (_SHARED, _SEARCHES, _SOLUTIONS, _LABELS, _RELATIONSHIPS, _TRANS_TO):
+    for kept in (_SHARED, _SEARCHES, _SOLUTIONS, _LABELS, _RELATIONSHIPS, _TRANS_TO, _JOINT, _CONSTANT):
         kept.clear()
 
 
@@ -608,7 +642,7 @@ def _constant_paths_nuclear(locus_data: list[_LocusData], settings):
             hit = ld.memo[key] = (low, frozenset(sets))
         least.append(hit[0])
         choices.append(hit[1])
-    return _constant_paths(least, choices, len(locus_data[0].base), settings)
+    return _kept_constant_paths(least, choices, len(locus_data[0].base), settings)
 
 
 def _nuclear_choices(ld: _LocusData, first: bool) -> tuple[float, set[tuple[int, ...]]]:
