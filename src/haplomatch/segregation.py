@@ -17,6 +17,13 @@ whose shared parent is not named, unrelated people) are compared with the patien
 state: they carry a haplotype if every typed locus has a compatible allele; the evidence says that descent is
 not proven. Alleles are compared at the resolution both sides have: two typings match when the sets of
 release alleles they can be intersect.
+
+A screen segregates many families whose loci look alike up to the allele names. The fast computation codes
+each locus (genotypes as indices of their distinct slot strings, with which of those strings match as bits:
+all the computation reads of the strings) and keeps, per coded locus, its cost tables and the answers that
+follow from them, and per coded family (and per equal numbers) the search's solutions; a family then pays for
+what is new in it. The reference computation (``SegregationSettings(fast=False)``) keeps nothing per locus,
+and tests compare the two.
 """
 
 from __future__ import annotations
