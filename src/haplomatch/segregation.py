@@ -22,8 +22,9 @@ A screen segregates many families whose loci look alike up to the allele names. 
 each locus (genotypes as indices of their distinct slot strings, with which of those strings match as bits:
 all the computation reads of the strings) and keeps, per coded locus, its cost tables and the answers that
 follow from them, and per coded family (and per equal numbers) the search's solutions; a family then pays for
-what is new in it. The reference computation (``SegregationSettings(fast=False)``) keeps nothing per locus,
-and tests compare the two.
+what is new in it. The reference computation (``SegregationSettings(fast=False)``) builds every locus from its
+definition and searches every family anew (it shares only the small pure steps after the search: labels,
+sharings, relationship texts, pedigree roles), and tests compare the two.
 """
 
 from __future__ import annotations
