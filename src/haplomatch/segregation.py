@@ -356,7 +356,8 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
     ped = pedigree or pedigree_roles(family)
     people = {p.id: p for p in family.people}
     pt = people[ped.patient]
-    loci = tuple(loc for loc in HLA_LOCI if pt.hla.get(loc) is not None and _is_typed(pt.hla[loc]))
+    hla = pt.hla
+    loci = tuple([loc for loc in HLA_LOCI if (t := hla.get(loc)) is not None and _is_typed(t)])
     if not loci:
         raise InputError([Problem("the patient has no HLA typing", file=pt.source_file, row=pt.source_row)])
     m = _matcher(nomenclature)
@@ -518,10 +519,12 @@ def _shared_loci(loci, ped, members, people, m: _Matcher, U: float) -> tuple[lis
     ids = [ped.father, ped.mother] + [mb.id for mb in members]
     coded = _code_loci(loci, ids, people, m)
     kinds = tuple(mb.kind for mb in members)
-    nuclear = (people.get(ped.father) is not None and people.get(ped.mother) is not None
-               and all(k == "full" for k in kinds)
-               and all(len(st[0]) == 1 and len(st[1]) == 1 and -1 not in st[0][0] and -1 not in st[1][0]
-                       for _, _, (st, _) in coded))
+    nuclear = ped.father in people and ped.mother in people and all(k == "full" for k in kinds)
+    if nuclear:
+        for _, _, (st, _) in coded:
+            if len(st[0]) != 1 or len(st[1]) != 1 or -1 in st[0][0] or -1 in st[1][0]:
+                nuclear = False
+                break
     tag = "nuclear" if nuclear else "tables"
     out = []
     keys = []
@@ -1227,7 +1230,7 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
         typed_at = {p.id: {loc for loc, t in p.hla.items() if t is not None and _is_typed(t)} for p in family.people}
 
     def typed_anywhere(n: str) -> bool:
-        return any(t is not None and _is_typed(t) for t in people[n].hla.values())
+        return bool(typed_at.get(n)) or any(t is not None and _is_typed(t) for t in people[n].hla.values())
 
     notes: list[str] = []
     if all(ped.is_virtual(n) or not typed_anywhere(n) for n in (ped.father, ped.mother)):
