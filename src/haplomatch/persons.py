@@ -116,9 +116,7 @@ def people_frame(people: Iterable[Person]) -> pl.DataFrame:
         if not any(typings):
             data[f"{locus}_1"] = data[f"{locus}_2"] = typings  # all None
             continue
-        pairs = [_slots(t) for t in typings]
-        data[f"{locus}_1"] = [x for x, _ in pairs]
-        data[f"{locus}_2"] = [y for _, y in pairs]
+        data[f"{locus}_1"], data[f"{locus}_2"] = _slot_columns(typings)
     # KIR: the distinct genotypes (a batch shares few) as a small table, gathered per person
     kir_cols = (*KIR_GENE_COLUMNS, *KIR_EXTRA_COLUMNS)
     index: dict[int, int] = {}
@@ -138,15 +136,23 @@ def people_frame(people: Iterable[Person]) -> pl.DataFrame:
     return pl.DataFrame(series)
 
 
-def _slots(t: LocusTyping | None) -> tuple[str | None, str | None]:
-    """:func:`slot_strings`, with the commonest typing (one genotype of two single names) read directly."""
-    if t is None:
-        return None, None
-    if len(t.genotypes) == 1:
-        s1, s2 = t.genotypes[0]
-        if len(s1) == 1 and len(s2) == 1:
-            return s1[0], s2[0]
-    return slot_strings(t)
+def _slot_columns(typings: list[LocusTyping | None]) -> tuple[list, list]:
+    """:func:`slot_strings` of each typing, as two columns; the commonest typing (one genotype of two single
+    names) is read directly (a batch has hundreds of thousands)."""
+    first: list[str | None] = []
+    second: list[str | None] = []
+    for t in typings:
+        if t is None:
+            a = b = None
+        else:
+            g = t.genotypes
+            if len(g) == 1 and len(g[0][0]) == 1 and len(g[0][1]) == 1:
+                a, b = g[0][0][0], g[0][1][0]
+            else:
+                a, b = slot_strings(t)
+        first.append(a)
+        second.append(b)
+    return first, second
 
 
 def pair_frame(patients: pl.DataFrame, donors: pl.DataFrame, on: str | None = None) -> pl.DataFrame:
