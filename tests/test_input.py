@@ -312,3 +312,30 @@ def test_plain_files_are_read_by_polars_as_the_csv_module_reads_them(sep):
     slow = _to_table(list(csv.reader(io.StringIO("\n".join(clean)), delimiter=sep)), "f.csv", sep)
     assert fast[0].equals(slow[0]) and fast[0]["A"].to_list() == ["A*01:01+A*02:01", "", "A*02:01+A*03:01",
                                                                   "A*24:02+A*01:01"]
+
+
+def test_values_made_without_init_equal_constructed_ones(ref):
+    """person_of / typing_of (the batch reader's constructors) give values equal to, hashing, printing and
+    pickling as Person(...) / LocusTyping(...); person_of refuses a dict that misses a field."""
+    import dataclasses
+    import pickle
+
+    from haplomatch.family import Person, person_of
+    from haplomatch.familyfile import read_family_file
+    from haplomatch.hlatyping import LocusTyping, typing_of
+
+    (fam,), _ = read_family_file(EXAMPLES / "neuroblastoma-family.csv", ref.nomenclature)
+    for p in fam.people:
+        values = {f.name: getattr(p, f.name) for f in dataclasses.fields(Person)}
+        made, built = person_of(dict(values)), Person(**values)
+        assert made == built and hash(made) == hash(built) and repr(made) == repr(built)
+        assert pickle.loads(pickle.dumps(made)) == built
+        assert dataclasses.replace(made, age=1.0) == dataclasses.replace(built, age=1.0)
+        for t in p.hla.values():
+            args = (t.locus, t.genotypes, t.text, t.assumed_homozygous)
+            assert typing_of(*args) == LocusTyping(*args) and hash(typing_of(*args)) == hash(LocusTyping(*args))
+            assert repr(typing_of(*args)) == repr(LocusTyping(*args))
+    with pytest.raises(TypeError):
+        person_of({"id": "x", "relation": "father"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.age = 3.0

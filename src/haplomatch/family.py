@@ -68,6 +68,20 @@ class Person:
     source_row: int | None = None
 
 
+_PERSON_FIELDS = frozenset(Person.__dataclass_fields__)
+
+
+def person_of(values: dict) -> Person:
+    """``Person(**values)`` for a dict of *every* field, without the generated ``__init__`` (a frozen
+    dataclass sets each field through ``object.__setattr__``: ~9x slower; a batch reads 10^5–10^6 rows).
+    The result is equal to, hashes and prints as the constructed one (tested)."""
+    if values.keys() != _PERSON_FIELDS:
+        raise TypeError(f"person_of needs every Person field; got {sorted(values)}")
+    p = object.__new__(Person)
+    object.__setattr__(p, "__dict__", values)
+    return p
+
+
 @dataclass(frozen=True)
 class Family:
     """The people of one family, the patient among them, and the warnings met while reading."""

@@ -19,9 +19,10 @@ from pathlib import Path
 import polars as pl
 
 from haplomatch.errors import InputError, Problem
-from haplomatch.family import HLA_LOCI, RELATION_ALIASES, RELATION_SEX, RELATIONS, Family, Person
+from haplomatch.family import HLA_LOCI, RELATION_ALIASES, RELATION_SEX, RELATIONS, Family, Person, person_of
 from haplomatch.hlatyping import (
-    MISSING_SECOND_DEFAULT, LocusTyping, MissingSecond, check_names, name_problems, parse_cell, simple_cell,
+    MISSING_SECOND_DEFAULT, MissingSecond, check_names, name_problems, parse_cell, simple_cell,
+    typing_of,
 )
 from haplomatch.nomenclature import Nomenclature
 
@@ -408,32 +409,34 @@ def _read_people(table: pl.DataFrame, fname: str, cmap: ColumnMap, memo: "_CellM
     people: list[Person] = []
     problems: list[Problem] = []
     clean: set[int] = set()
+    values = {f: [v for v, _ in cells] for f, cells in attrs.items()}
+    # the attribute cells that do not read, per field (in report order): row -> (message, fix)
+    unread = [(f, d) for f, d in ((f, {k: why for k, (_, why) in enumerate(cells) if why}) for f, cells in attrs.items())
+              if d]
+
+    def bad(found: list[Problem], k: int, i: int, field: str, message: str, fix: str | None = None) -> None:
+        found.append(Problem(message, file=fname, row=i, column=a.get(field), value=text[field][k], fix=fix))
+
     for k, i in enumerate(rows):
         found: list[Problem] = []
-
-        def bad(field: str, message: str, fix: str | None = None) -> None:
-            found.append(Problem(message, file=fname, row=i, column=a.get(field), value=text[field][k], fix=fix))
-
         pid = text["id"][k]
         if not pid:
-            bad("id", "empty id", "give every person an id")
+            bad(found, k, i, "id", "empty id", "give every person an id")
         rel = relation[k][0]
         if "relation" in a and rel is None:
-            bad("relation", "unknown relation" if text["relation"][k] else "empty relation",
+            bad(found, k, i, "relation", "unknown relation" if text["relation"][k] else "empty relation",
                 "use one of: " + ", ".join(RELATIONS))
         sx, why = sex[k]
         if why:
-            bad("sex", *why)
+            bad(found, k, i, "sex", *why)
         if rel in RELATION_SEX and sx and sx != RELATION_SEX[rel]:
-            bad("sex", f"a {rel} cannot be sex {sx}", "correct the relation or the sex column")
+            bad(found, k, i, "sex", f"a {rel} cannot be sex {sx}", "correct the relation or the sex column")
         if rel in RELATION_SEX and sx is None:
             sx = RELATION_SEX[rel]
-        values = {}
-        for f, cells in attrs.items():
-            v, why = cells[k]
-            values[f] = v
+        for f, rows_unread in unread:
+            why = rows_unread.get(k)
             if why:
-                bad(f, *why)
+                bad(found, k, i, f, *why)
         hla: dict = {}
         if text["hla"][k]:
             gl_text = text["hla"][k]
@@ -461,14 +464,14 @@ def _read_people(table: pl.DataFrame, fname: str, cmap: ColumnMap, memo: "_CellM
             kir, p = memo.kir(cells, text["kir"][k], a.get("kir"))
             if p:
                 found += _located(p, fname, i)
-        abo_rh = values["abo"] or (None, None)
-        people.append(Person(
+        abo_rh = values["abo"][k] or (None, None)
+        people.append(person_of(dict(
             id=pid, relation=rel or "unrelated", family_id=text["family_id"][k] or None,
             father_id=_parent_id(text["father_id"][k]), mother_id=_parent_id(text["mother_id"][k]), sex=sx,
-            age=values["age"], birth_date=values["birth_date"], weight_kg=values["weight_kg"], abo=abo_rh[0],
-            rh=abo_rh[1], cmv=values["cmv"], fcgr3a=values["fcgr3a"], available=values["available"],
-            parity=values["parity"], hla=hla, kir=kir, source_file=fname, source_row=i,
-        ))
+            age=values["age"][k], birth_date=values["birth_date"][k], weight_kg=values["weight_kg"][k], abo=abo_rh[0],
+            rh=abo_rh[1], cmv=values["cmv"][k], fcgr3a=values["fcgr3a"][k], available=values["available"][k],
+            parity=values["parity"][k], hla=hla, kir=kir, source_file=fname, source_row=i,
+        )))
         if found:
             problems += found
             if any(p.severity == "error" for p in found):
@@ -568,7 +571,7 @@ class _CellMemo:
                 p = checked[x]
                 if y != x:
                     p = p + checked[y]
-                hit = seen[(x, y, text)] = (LocusTyping(locus, (((x,), (y,)),), text, False), p)
+                hit = seen[(x, y, text)] = (typing_of(locus, (((x,), (y,)),), text, False), p)
             out.append(hit)
         return out
 

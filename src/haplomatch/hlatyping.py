@@ -57,6 +57,16 @@ class LocusTyping:
         return "|".join(f"{slot(a)}+{slot(b)}" for a, b in self.genotypes)
 
 
+def typing_of(locus: str, genotypes: tuple[Genotype, ...], text: str, assumed_homozygous: bool) -> LocusTyping:
+    """``LocusTyping(locus, genotypes, text, assumed_homozygous)`` without the generated ``__init__`` (a
+    frozen dataclass sets each field through ``object.__setattr__``; a batch makes millions). Equal to, hashes
+    and prints as the constructed one (tested)."""
+    t = object.__new__(LocusTyping)
+    object.__setattr__(t, "__dict__", {"locus": locus, "genotypes": genotypes, "text": text,
+                                       "assumed_homozygous": assumed_homozygous})
+    return t
+
+
 @lru_cache(maxsize=1 << 16)
 def _slot(text: str, locus: str) -> Slot:
     """One slot's names, normalised (remembered: the same few thousand names recur across a batch)."""
