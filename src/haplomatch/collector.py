@@ -20,3 +20,21 @@ def fewer_collections(threshold: int = 70_000) -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+@contextmanager
+def collected_after() -> Iterator[None]:
+    """No cyclic collection meanwhile, then one collection of the objects made meanwhile.
+
+    For a bounded unit of batch work (a screen part: reading, segregation and facts of a few thousand
+    families). Even run 100x less often, the collector re-scans the unit's hundreds of thousands of live
+    objects (a third of the reading time); the unit leaves only ~3 objects in cycles per family, which the
+    one young-generation collection after it frees (measured: 15,000 per 5,000 families, in 0.02–0.05 s)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.collect(0)
+        if was:
+            gc.enable()

@@ -520,9 +520,9 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
 
 
 def _screen_sources(ref, sources: list[_Source], nom, **kw) -> ScreenResult:
-    from haplomatch.collector import fewer_collections
+    from haplomatch.collector import collected_after
 
-    with fewer_collections():
+    with collected_after():
         return _screen_sources_now(ref, sources, nom, **kw)
 
 
