@@ -479,15 +479,20 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
     pool = None
     if workers > 1 and nom is ref.nomenclature and sum(_size(Path(p)) for p in paths) >= _PRESTART_BYTES:
         pool = _pool(ref, workers)  # its processes start while this one reads
-    sources = [_open_source(Path(p), i) for i, p in enumerate(paths)]
-    opts = dict(profile=profile, rules_path=rules_path, overrides=overrides, antibodies=antibodies,
-                settings=settings, read_settings=read_settings or ReadSettings(), reject_conflicts=reject_conflicts,
-                chunk=chunk)
-    parts = []
-    if workers > 1 and nom is ref.nomenclature:  # a MAC table given on the command line stays in this process
-        units = _units(sources)
-        total = sum(k for _, k in units)
-        parts = _parts(units, max(_MIN_PART, min(chunk, -(-total // (workers * 4)))))
+    try:
+        sources = [_open_source(Path(p), i) for i, p in enumerate(paths)]
+        opts = dict(profile=profile, rules_path=rules_path, overrides=overrides, antibodies=antibodies,
+                    settings=settings, read_settings=read_settings or ReadSettings(),
+                    reject_conflicts=reject_conflicts, chunk=chunk)
+        parts = []
+        if workers > 1 and nom is ref.nomenclature:  # a MAC table given on the command line stays in this process
+            units = _units(sources)
+            total = sum(k for _, k in units)
+            parts = _parts(units, max(_MIN_PART, min(chunk, -(-total // (workers * 4)))))
+    except BaseException:
+        if pool is not None:  # started early, not needed after all
+            pool.shutdown(cancel_futures=True)
+        raise
     if len(parts) < 2:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
