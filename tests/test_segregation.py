@@ -294,19 +294,29 @@ def test_simulated_families_match_the_truth(ref, tmp_path, opts, n, max_undeterm
 
 
 # -- the fast computations agree with the reference one ----------------------------------------------------
-def _blank(path, rows: dict[str, tuple[str, ...]]) -> None:
-    """Blank some HLA cells of a simulated family file: {person id: loci}."""
+def _read_rows(path) -> list[dict]:
     import csv
 
     with open(path, newline="") as fh:
-        table = list(csv.DictReader(fh))
-    for row in table:
-        for locus in rows.get(row["id"], ()):
-            row[locus] = ""
+        return list(csv.DictReader(fh))
+
+
+def _write_rows(path, table: list[dict]) -> None:
+    import csv
+
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(table[0]))
         w.writeheader()
         w.writerows(table)
+
+
+def _blank(path, rows: dict[str, tuple[str, ...]]) -> None:
+    """Blank some HLA cells of a simulated family file: {person id: loci}."""
+    table = _read_rows(path)
+    for row in table:
+        for locus in rows.get(row["id"], ()):
+            row[locus] = ""
+    _write_rows(path, table)
 
 
 @pytest.mark.parametrize("opts,n,blank,several", [
@@ -355,12 +365,10 @@ def test_fast_computation_equals_the_reference(ref, tmp_path, opts, n, blank, se
 def _ambiguous(path, seed: int) -> None:
     """Rewrite some typings of a simulated family file into the forms that match without being equal: an
     allele list (``X/Y``), an XX code, a genotype list (``X+Y|X+Z``) and a first-field typing."""
-    import csv
     import random
 
     rnd = random.Random(seed)
-    with open(path, newline="") as fh:
-        table = list(csv.DictReader(fh))
+    table = _read_rows(path)
     loci = [c for c in ("A", "C", "B", "DRB1", "DQB1", "DPB1") if c in table[0]]
     seen = {loc: sorted({a for row in table for a in row[loc].split("+") if a}) for loc in loci}
     for row in table:
@@ -379,10 +387,7 @@ def _ambiguous(path, seed: int) -> None:
                 row[loc] = f"{x}+{y}|{x}+{other}"
             else:
                 row[loc] = f"{x.split(':')[0]}+{y}"
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(table[0]))
-        w.writeheader()
-        w.writerows(table)
+    _write_rows(path, table)
 
 
 @pytest.mark.parametrize("opts,n,ambiguous", [
