@@ -314,7 +314,6 @@ class Nomenclature:
         return sorted(out)
 
     # -- public -------------------------------------------------------------------------------------
-    @lru_cache(maxsize=65536)  # noqa: B019
     def resolve_one(self, text: str, locus: str | None = None) -> Resolution:
         """The alleles one typing can be. Raises UnknownAlleleError when it names nothing.
 
