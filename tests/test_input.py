@@ -339,3 +339,59 @@ def test_values_made_without_init_equal_constructed_ones(ref):
         person_of({"id": "x", "relation": "father"})
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.age = 3.0
+
+
+# -- whole files read by polars agree with the line-by-line reader ------------------------------------------
+_CELL_CHARS = st.sampled_from(list("Aa1*:+/ \t,;#\"\r") + ["\x1f", "\x0b", "é", "\x00"])
+_PLAIN_CELLS = st.text(st.sampled_from(list("Aa1*:+/ ")), max_size=5)
+_CELLS = st.one_of(_PLAIN_CELLS, _PLAIN_CELLS, _PLAIN_CELLS, st.text(_CELL_CHARS, max_size=3))
+
+
+@st.composite
+def _table_lines(draw, sep: str) -> list[str]:
+    """A header and rows of as many cells, one row sometimes with a cell more or fewer."""
+    width = draw(st.integers(min_value=1, max_value=4))
+    rows = draw(st.lists(st.lists(_CELLS, min_size=width, max_size=width), min_size=1, max_size=6))
+    odd = draw(st.sampled_from([None, None, None, "fewer", "more"]))
+    if odd == "fewer" and width > 1:
+        rows[0] = rows[0][1:]
+    elif odd == "more":
+        rows[-1] = rows[-1] + ["x"]
+    return [sep.join(["id"] + [f"c{j}" for j in range(width - 1)])] + [sep.join(r) for r in rows]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data(), st.sampled_from([",", ";", "\t"]), st.sampled_from(["\n", "\r\n"]),
+       st.just([]) | st.lists(st.sampled_from(["", " ", "\t", "\r"]), max_size=2), st.sampled_from(["", ".tsv"]),
+       st.integers(min_value=0, max_value=6))
+def test_whole_file_reading_agrees_with_the_line_reader(data, sep, eol, blanks, suffix, at):
+    """``_plain_text_table`` (polars, whole text) returns nothing or exactly what the line reader returns:
+    ragged rows, blank and comment lines, quotes and odd blanks go to the line reader."""
+    import polars as pl
+
+    from haplomatch.familyfile import _plain_text_table, _text_table
+
+    lines = data.draw(_table_lines(sep))
+    lines[min(at, len(lines)):min(at, len(lines))] = blanks
+    text = eol.join(lines) + eol
+    fast = _plain_text_table(text, suffix)
+    if fast is None:
+        return
+    slow = _text_table(text, "f.csv", suffix)
+    assert fast[1] == slow[1] == []
+    assert fast[0].columns == slow[0].columns
+    assert fast[0].equals(slow[0]), (text, fast[0], slow[0])
+    assert fast[0].schema[next(iter(fast[0].columns))] == pl.String
+
+
+def test_usual_batch_file_is_read_whole_by_polars():
+    """The usual file (CRLF line ends, blanks around cells) takes the polars path, with cells stripped and
+    rows numbered from 1; a ragged row, a comment line or a quote sends the text to the line reader."""
+    from haplomatch.familyfile import ROW, _plain_text_table
+
+    df, problems = _plain_text_table("id,A\r\nP1, A*01:01+A*02:01 \r\nF1,A*01:01+A*03:01\r\n")
+    assert problems == []
+    assert df.rows() == [("P1", "A*01:01+A*02:01", 1), ("F1", "A*01:01+A*03:01", 2)]
+    assert df.columns == ["id", "A", ROW]
+    for odd in ("id,A\nP1,x,y\nF1\n", "id,A\n# note\nP1,x\n", 'id,A\n"P1",x\n', "id,A\n\nP1,x\n", "id,A\nP1,é\n"):
+        assert _plain_text_table(odd) is None, odd
