@@ -124,6 +124,24 @@ def test_screen_worker_processes_do_not_change_the_output(ref, families_csv, mon
         assert screen_files(ref, [first], workers=2).candidates.equals(screen_files(ref, [first]).candidates)
 
 
+def test_worker_processes_share_the_cpus_for_polars_threads(ref, monkeypatch):
+    """Each of two processes on the machine's CPUs runs polars on half of them (at least one thread); this
+    process's environment is left as it was, and a POLARS_MAX_THREADS set by the user is passed on."""
+    import os
+
+    import haplomatch.screen as screen
+
+    monkeypatch.delenv("POLARS_MAX_THREADS", raising=False)
+    with screen._pool(ref, 2) as ex:
+        sizes = {ex.submit(pl.thread_pool_size).result() for _ in range(4)}
+    assert sizes == {max(1, (os.cpu_count() or 1) // 2)}
+    assert "POLARS_MAX_THREADS" not in os.environ
+    monkeypatch.setenv("POLARS_MAX_THREADS", "1")
+    with screen._pool(ref, 1) as ex:
+        assert ex.submit(pl.thread_pool_size).result() == 1
+    assert os.environ["POLARS_MAX_THREADS"] == "1"
+
+
 def test_screen_in_chunks_gives_the_same_rows(ref, families_csv):
     whole = screen_files(ref, [families_csv])
     assert screen_files(ref, [families_csv], chunk=2).candidates.equals(whole.candidates)

