@@ -14,6 +14,7 @@ from haplomatch.cli import main
 from haplomatch.errors import InputError, Problem
 from haplomatch.hlatyping import check_names, parse_cell, simple_cell
 from haplomatch.mac import read_mac_table
+from haplomatch.persons import slot_strings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DATA = Path(__file__).resolve().parent / "data"
@@ -276,15 +277,17 @@ def test_reading_a_whole_locus_column_equals_reading_each_cell(ref, cells, two_c
 
     if two_columns:
         table = pl.DataFrame({"A_1": [a for a, _ in cells], "A_2": [b for _, b in cells]}, schema={"A_1": pl.String, "A_2": pl.String})
-        got = _CellMemo(ref.nomenclature, False).column("A", "A_1/A_2", table, ("A_1", "A_2"), Settings())
+        got, s1, s2 = _CellMemo(ref.nomenclature, False).column("A", "A_1/A_2", table, ("A_1", "A_2"), Settings())
         one = _CellMemo(ref.nomenclature, False)
         want = [one.cell("A", "A_1/A_2", a, b or "", Settings()) for a, b in cells]
     else:
         table = pl.DataFrame({"A": [a for a, _ in cells]}, schema={"A": pl.String})
-        got = _CellMemo(ref.nomenclature, False).column("A", "A", table, None, Settings())
+        got, s1, s2 = _CellMemo(ref.nomenclature, False).column("A", "A", table, None, Settings())
         one = _CellMemo(ref.nomenclature, False)
         want = [one.cell("A", "A", a, None, Settings()) for a, _ in cells]
     assert got == want
+    # and each row's slot strings, as the people table writes them
+    assert list(zip(s1.to_list(), s2.to_list())) == [slot_strings(t) for t, _ in want]
 
 
 @pytest.mark.parametrize("sep", [",", ";", "\t"])

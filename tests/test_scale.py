@@ -15,6 +15,7 @@ No timed assertions.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 import random
 from pathlib import Path
 
@@ -55,6 +56,10 @@ def families_csv(tmp_path_factory, pool) -> Path:
     path = tmp_path_factory.mktemp("screen") / "families.csv"
     family_frame(simulate_families(7, 8, OPTIONS, pool=pool)).write_csv(path)
     return path
+
+
+DATA = Path(__file__).resolve().parent / "data"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 # ------------------------------------------------------------------------------------------------ screen
@@ -140,6 +145,40 @@ def test_worker_processes_share_the_cpus_for_polars_threads(ref, monkeypatch):
     with screen._pool(ref, 1) as ex:
         assert ex.submit(pl.thread_pool_size).result() == 1
     assert os.environ["POLARS_MAX_THREADS"] == "1"
+
+
+def test_reader_people_table_equals_the_table_of_its_persons(ref, families_csv, tmp_path):
+    """The people table the reader makes while reading (screen uses it) is the one ``people_frame`` makes from
+    the Persons read, in every layout: one HLA column per locus, two (one name each, some ambiguous or
+    blank), a GL column, a KIR typing column, odd cells; a Person made later is not found in it."""
+    from haplomatch.familyfile import read_families_and_table
+
+    base = pl.read_csv(families_csv, infer_schema=False)
+    two = base.with_columns(pl.col("A").str.split("+").list.get(0).alias("A_1"),
+                            pl.col("A").str.split("+").list.get(1, null_on_oob=True).alias("A_2")).drop("A")
+    two = two.with_columns(pl.when(pl.int_range(pl.len()) % 5 == 1).then(pl.lit("A*02:01/A*02:02"))
+                           .when(pl.int_range(pl.len()) % 7 == 2).then(pl.lit("")).otherwise("A_2").alias("A_2"))
+    loci = ["A", "C", "B", "DRB1", "DQB1", "DPB1"]
+    gl = base.with_columns(pl.concat_str([pl.col(c) for c in loci], separator="^").alias("hla")).drop(loci[1:])
+    gl = gl.with_columns(pl.when(pl.int_range(pl.len()) % 3 == 0).then(pl.lit("A*01:01+A*99:99"))
+                         .otherwise("A").alias("A"))  # both a GL string and an own column for A; a bad name
+    files = {"one.csv": base, "two.csv": two, "gl.csv": gl}
+    for name, frame in files.items():
+        frame.write_csv(tmp_path / name)
+    paths = [tmp_path / n for n in files] + [p for p in sorted(DATA.glob("families/*.csv")) if "antibodies" not in p.name]
+    paths += [*EXAMPLES.glob("*.ped"), EXAMPLES / "messy-family.csv", EXAMPLES / "neuroblastoma-family.csv"]
+    checked = 0
+    for path in paths:
+        families, _, table = read_families_and_table(path, ref.nomenclature, strict=False)
+        persons = [p for f in families for p in f.people]
+        rows = table.rows(persons)
+        assert rows is not None, path
+        assert table.frame[rows].equals(people_frame(persons)), path
+        checked += len(persons)
+    assert checked > 100
+    families, _, table = read_families_and_table(tmp_path / "one.csv", ref.nomenclature, strict=False)
+    p = families[0].people[0]
+    assert table.rows([p]) is not None and table.rows([replace(p)]) is None
 
 
 def test_screen_in_chunks_gives_the_same_rows(ref, families_csv):

@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from functools import cached_property
 from datetime import date
 from pathlib import Path
+from typing import Iterable
 
 import polars as pl
 
@@ -25,6 +27,7 @@ from haplomatch.hlatyping import (
     typing_of,
 )
 from haplomatch.nomenclature import Nomenclature
+from haplomatch.persons import ATTRIBUTES, people_table, slot_strings
 
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "family_id": ("familyid", "family", "famid", "fid", "pedigree", "pedigreeid"),
@@ -328,6 +331,26 @@ def _date(v: str) -> date | None:
         return None
 
 
+@dataclass(frozen=True)
+class PeopleTable:
+    """The people table of a file's rows (``persons.people_frame`` columns, one row per Person read, in
+    reading order) with the Persons it stands for: :meth:`rows` finds a Person's row by identity, so a Person
+    made later (e.g. by ``derive_relations``) is never taken for the one read."""
+
+    frame: pl.DataFrame
+    people: list[Person]
+
+    @cached_property
+    def _at(self) -> dict[int, int]:
+        return {id(p): k for k, p in enumerate(self.people)}  # the Persons are kept: their ids stay theirs
+
+    def rows(self, people: Iterable[Person]) -> list[int] | None:
+        """The table row of each Person, or None when one of them is not a Person read here."""
+        at = self._at
+        out = [at.get(id(p)) for p in people]
+        return None if None in out else out
+
+
 def read_family_file(
     path: str | Path, nomenclature: Nomenclature, settings: Settings = Settings(), *, strict: bool = True,
     patient: str | None = None, table: tuple[pl.DataFrame, list[Problem]] | None = None,
@@ -335,6 +358,17 @@ def read_family_file(
     """Every family in the file, and every problem found. With ``strict`` (the default) any error raises
     one InputError carrying all problems; otherwise families are returned from the rows that read clean.
     ``table``: the file's ``read_table`` result (or a part of it: whole families), when already read."""
+    families, problems, _ = read_families_and_table(path, nomenclature, settings, strict=strict, patient=patient,
+                                                    table=table, with_table=False)
+    return families, problems
+
+
+def read_families_and_table(
+    path: str | Path, nomenclature: Nomenclature, settings: Settings = Settings(), *, strict: bool = True,
+    patient: str | None = None, table: tuple[pl.DataFrame, list[Problem]] | None = None, with_table: bool = True,
+) -> tuple[list[Family], list[Problem], PeopleTable | None]:
+    """:func:`read_family_file`, and (``with_table``) the people table of the Persons read, made from the
+    columns as they are read (a batch then needs no pass over its Persons to tabulate them)."""
     fname = str(path)
     table, problems = table if table is not None else read_table(path)
     problems = list(problems)
@@ -343,9 +377,10 @@ def read_family_file(
     if any(p.severity == "error" for p in problems if p.row is None and p.column is None) or "id" not in cmap.attributes:
         if strict:
             raise InputError(problems)
-        return [], problems
+        return [], problems, None
     memo = _CellMemo(nomenclature, with_kir=bool(cmap.kir_genes or "kir" in cmap.attributes))
-    people, row_problems, clean = _read_people(table, fname, cmap, memo, settings)
+    people, row_problems, clean, frame = _read_people(table, fname, cmap, memo, settings, with_table)
+    read_people = people
     problems += row_problems
     if "relation" not in cmap.attributes:
         if patient is None:
@@ -362,7 +397,7 @@ def read_family_file(
     families = [Family(f.id, tuple(p for p in f.people if p.source_row in clean), f.warnings) for f in families]
     if strict and any(p.severity == "error" for p in problems):
         raise InputError(problems)
-    return families, problems
+    return families, problems, None if frame is None else PeopleTable(frame, read_people)
 
 
 # Each attribute column is read per distinct value (a file repeats them: sexes, blood groups, ages): a reader
@@ -443,10 +478,12 @@ def _by_value(values: list[str], read) -> list:
     return out
 
 
-def _read_people(table: pl.DataFrame, fname: str, cmap: ColumnMap, memo: "_CellMemo", settings: Settings
-                 ) -> tuple[list[Person], list[Problem], set[int]]:
-    """Every row as a Person, the rows' problems (by row, then in the order of the columns' fields), and the
-    rows without an error. Read column by column, each distinct cell value once: a batch has 10^5 rows."""
+def _read_people(table: pl.DataFrame, fname: str, cmap: ColumnMap, memo: "_CellMemo", settings: Settings,
+                 with_table: bool = False) -> tuple[list[Person], list[Problem], set[int], pl.DataFrame | None]:
+    """Every row as a Person, the rows' problems (by row, then in the order of the columns' fields), the
+    rows without an error, and (``with_table``) the people table of the Persons (``persons.people_frame``'s,
+    made from the columns read rather than from the Persons). Read column by column, each distinct cell value
+    once: a batch has 10^5 rows."""
     a = cmap.attributes
     rows = table[ROW].to_list()
     fields = ("id", "relation", "family_id", "father_id", "mother_id", "sex", "hla", "kir", *_ATTRIBUTE_CELLS)
@@ -457,13 +494,16 @@ def _read_people(table: pl.DataFrame, fname: str, cmap: ColumnMap, memo: "_CellM
     loci = [(locus, cmap.hla_single[locus], None) if locus in cmap.hla_single else
             (locus, f"{cmap.hla_pair[locus][0]}/{cmap.hla_pair[locus][1]}", cmap.hla_pair[locus])
             for locus in HLA_LOCI if locus in cmap.hla_single or locus in cmap.hla_pair]
-    hla_cells = [memo.column(locus, col, table, pair, settings) for locus, col, pair in loci]
+    read = [memo.column(locus, col, table, pair, settings) for locus, col, pair in loci]
+    hla_cells = [cells for cells, _, _ in read]
     kir_cols = list(cmap.kir_genes)
     kir_keys = list(zip(*(table[c].to_list() for c in kir_cols))) if kir_cols else None
     people: list[Person] = []
     problems: list[Problem] = []
     clean: set[int] = set()
     values = {f: [v for v, _ in cells] for f, cells in attrs.items()}
+    sexes: list[str | None] = []  # each row's sex as read or implied by its relation
+    kirs: list = []
     # the attribute cells that do not read, per field (in report order): row -> (message, fix)
     unread = [(f, d) for f, d in ((f, {k: why for k, (_, why) in enumerate(cells) if why}) for f, cells in attrs.items())
               if d]
@@ -512,12 +552,14 @@ def _read_people(table: pl.DataFrame, fname: str, cmap: ColumnMap, memo: "_CellM
                                      file=fname, row=i, column=col))
             elif t is not None:
                 hla[locus] = t
+        sexes.append(sx)
         kir = None
         if kir_keys is not None or text["kir"][k]:
             cells = dict(zip(kir_cols, kir_keys[k])) if kir_keys is not None else {}
             kir, p = memo.kir(cells, text["kir"][k], a.get("kir"))
             if p:
                 found += _located(p, fname, i)
+        kirs.append(kir)
         abo_rh = values["abo"][k] or (None, None)
         people.append(person_of(dict(
             id=pid, relation=rel or "unrelated", family_id=text["family_id"][k] or None,
@@ -531,7 +573,21 @@ def _read_people(table: pl.DataFrame, fname: str, cmap: ColumnMap, memo: "_CellM
             if any(p.severity == "error" for p in found):
                 continue
         clean.add(i)
-    return people, problems, clean
+    if not with_table:
+        return people, problems, clean, None
+    abo = values["abo"]
+    data = {"id": text["id"], "relation": [r or "unrelated" for r, _ in relation],
+            "family_id": [f or None for f in text["family_id"]], "sex": sexes,
+            "abo": [x[0] if x else None for x in abo], "rh": [x[1] if x else None for x in abo],
+            **{f: values[f] for f in ("age", "weight_kg", "cmv", "fcgr3a", "available", "parity")}}
+    slots: dict[str, tuple] = {locus: (s1, s2) for (locus, _, _), (_, s1, s2) in zip(loci, read)}
+    gl_rows = [k for k, v in enumerate(text["hla"]) if v]
+    if gl_rows:  # a GL cell gives loci of its own (and wins over a locus column): those rows from their typing
+        for locus in HLA_LOCI:
+            empty = pl.Series([None] * len(people), dtype=pl.String)
+            slots[locus] = _patched(slots.get(locus) or (empty, empty), gl_rows,
+                                    [slot_strings(people[k].hla.get(locus)) for k in gl_rows])
+    return people, problems, clean, people_table({c: data[c] for c in ATTRIBUTES}, slots, kirs)
 
 
 def _parent_id(v: str) -> str | None:
@@ -599,25 +655,32 @@ class _CellMemo:
         return hit
 
     def column(self, locus: str, column: str, table: pl.DataFrame, pair: tuple[str, str] | None,
-               settings: Settings) -> list[tuple]:
-        """:meth:`cell` of every row of a locus (one column, or the two of ``pair``). Cells of two names in
-        normal form (``A*01:01+A*02:01``; spaces and tabs around them) are recognised by polars for the whole
-        column, and typed as :func:`~haplomatch.hlatyping.simple_cell` types them; the rest go to :meth:`cell`."""
+               settings: Settings) -> tuple[list[tuple], list, list]:
+        """:meth:`cell` of every row of a locus (one column, or the two of ``pair``), and the slot strings of
+        each row's typing (two columns, as ``persons.slot_strings``). Cells of two names in normal form
+        (``A*01:01+A*02:01``; spaces and tabs around them) are recognised by polars for the whole column, and
+        typed as :func:`~haplomatch.hlatyping.simple_cell` types them; the rest go to :meth:`cell`."""
         if pair is None:
             raw = table[column]
             found = raw.str.extract_groups(_PLAIN_PAIR)
-            firsts, seconds = found.struct.field("1").to_list(), found.struct.field("2").to_list()
+            slot1, slot2 = found.struct.field("1"), found.struct.field("2")
             values, others = raw.to_list(), [None] * table.height
         else:
-            firsts = table[pair[0]].str.extract(_PLAIN_ONE, 1).to_list()
-            seconds = table[pair[1]].str.extract(_PLAIN_ONE, 1).to_list()
+            slot1 = table[pair[0]].str.extract(_PLAIN_ONE, 1)
+            slot2 = table[pair[1]].str.extract(_PLAIN_ONE, 1)
             values, others = table[pair[0]].to_list(), [w or "" for w in table[pair[1]].to_list()]
+        firsts, seconds = slot1.to_list(), slot2.to_list()
         out = []
         seen: dict[tuple[str, str, str], tuple] = {}
         checked = {n: self._name(n, locus, column) for n in {*firsts, *seconds} if n is not None}
-        for v, w, x, y in zip(values, others, firsts, seconds):
+        other_rows: list[int] = []  # the rows of the other cells, and their slot strings
+        other_slots: list[tuple[str | None, str | None]] = []
+        for k, (v, w, x, y) in enumerate(zip(values, others, firsts, seconds)):
             if x is None or y is None:
-                out.append(self.cell(locus, column, v, w, settings))
+                hit = self.cell(locus, column, v, w, settings)
+                out.append(hit)
+                other_rows.append(k)
+                other_slots.append(slot_strings(hit[0]))
                 continue
             text = v.strip() if pair is None else f"{x}+{y}"
             hit = seen.get((x, y, text))
@@ -627,7 +690,7 @@ class _CellMemo:
                     p = p + checked[y]
                 hit = seen[(x, y, text)] = (typing_of(locus, (((x,), (y,)),), text, False), p)
             out.append(hit)
-        return out
+        return (out, *_patched((slot1.rename("1"), slot2.rename("2")), other_rows, other_slots))
 
     def _name(self, name: str, locus: str, column: str) -> list[Problem]:
         key = (name, locus, column)
@@ -656,6 +719,16 @@ class _CellMemo:
         if hit is None:
             hit = self._kir[key] = _read_kir(cells, whole, whole_col, self.kir_release)
         return hit
+
+
+def _patched(slots: tuple[pl.Series, pl.Series], rows: list[int],
+             values: list[tuple[str | None, str | None]]) -> tuple[pl.Series, pl.Series]:
+    """Two slot-string columns with ``rows`` set to ``values`` (pairs); new Series (scatter writes in place)."""
+    if not rows:
+        return slots
+    at = pl.Series(rows, dtype=pl.UInt32)
+    return tuple(s.clone().scatter(at, pl.Series([v[i] for v in values], dtype=pl.String))
+                 for i, s in enumerate(slots))
 
 
 def _read_kir(cells: dict[str, str | None], whole: str, whole_col: str | None, release=None):

@@ -108,32 +108,53 @@ def people_frame(people: Iterable[Person]) -> pl.DataFrame:
     """A table of people, one row each, columns as :func:`schema` (built column by column: a batch has
     hundreds of thousands of people)."""
     people = list(people)
-    cols = schema()
     data: dict[str, list] = {c: [getattr(p, c) for p in people] for c in ATTRIBUTES}
     hlas = [p.hla for p in people]
+    slots: dict[str, tuple[list, list] | None] = {}
     for locus in HLA_LOCI:
         typings = [h.get(locus) for h in hlas]
-        if not any(typings):
-            data[f"{locus}_1"] = data[f"{locus}_2"] = typings  # all None
-            continue
-        data[f"{locus}_1"], data[f"{locus}_2"] = _slot_columns(typings)
+        slots[locus] = _slot_columns(typings) if any(typings) else None
+    return people_table(data, slots, [p.kir for p in people])
+
+
+def people_table(data: dict[str, list], slots: dict[str, tuple | None],
+                 kirs: list[KirGenotype | None]) -> pl.DataFrame:
+    """:func:`people_frame` from columns already at hand (a reader has them while it reads): ``data`` the
+    :data:`ATTRIBUTES` by name, ``slots`` each locus's two slot-string columns (lists or Series; None or
+    absent: untyped), and each person's KIR genotype."""
+    n = len(kirs)
+    cols = schema()
+    data = dict(data)
+    for locus in HLA_LOCI:
+        pair = slots.get(locus)
+        data[f"{locus}_1"], data[f"{locus}_2"] = pair if pair is not None else ([None] * n, [None] * n)
     # KIR: the distinct genotypes (a batch shares few) as a small table, gathered per person
     kir_cols = (*KIR_GENE_COLUMNS, *KIR_EXTRA_COLUMNS)
-    index: dict[int, int] = {}
+    index: dict[int, int] = {}  # record (by identity) -> its place
+    by_kir: dict[int, int] = {}  # genotype (by identity: ``kirs`` keeps them) -> its record's place
     records: list[dict] = []
     rows = []
-    for p in people:
-        rec = _kir_record(p.kir)
-        i = index.get(id(rec))
+    for kir in kirs:
+        i = by_kir.get(id(kir))
         if i is None:
-            i = index[id(rec)] = len(records)
-            records.append(rec)
+            rec = _kir_record(kir)
+            i = index.get(id(rec))
+            if i is None:
+                i = index[id(rec)] = len(records)
+                records.append(rec)
+            by_kir[id(kir)] = i
         rows.append(i)
+    if not n:
+        return pl.DataFrame([pl.Series(c, [], dtype=t) for c, t in cols.items()])
     kir = pl.DataFrame({c: [r[c] for r in records] for c in kir_cols}, schema={c: cols[c] for c in kir_cols},
-                       strict=False).gather(pl.Series(rows, dtype=pl.UInt32)) if people else None
-    series = [pl.Series(c, data[c], dtype=t, strict=False) if c in data else kir[c] for c, t in cols.items()] \
-        if people else [pl.Series(c, [], dtype=t) for c, t in cols.items()]
-    return pl.DataFrame(series)
+                       strict=False).gather(pl.Series(rows, dtype=pl.UInt32))
+    return pl.DataFrame([_column(c, data[c], t) if c in data else kir[c] for c, t in cols.items()])
+
+
+def _column(name: str, values, dtype: pl.DataType) -> pl.Series:
+    if isinstance(values, pl.Series):
+        return values.alias(name).cast(dtype)
+    return pl.Series(name, values, dtype=dtype, strict=False)
 
 
 def _slot_columns(typings: list[LocusTyping | None]) -> tuple[list, list]:

@@ -188,6 +188,7 @@ class _FileRead:
     family_problems: dict[str | None, list[Problem]]
     file_problems: list[Problem]
     warnings: dict[str | None, list[str]]
+    people: "PeopleTable | None" = None  # the people table of the rows read (familyfile.PeopleTable)
 
 
 def _count_lines(path: Path) -> int:
@@ -225,7 +226,7 @@ def _open_source(path: Path, index: int) -> _Source:
 
 
 def _read_file(src: _Source, nomenclature, settings) -> _FileRead:
-    from haplomatch.familyfile import ROW, map_columns, read_family_file
+    from haplomatch.familyfile import ROW, map_columns, read_families_and_table
 
     fname, index = src.file, src.index
     if src.table is None:
@@ -238,7 +239,8 @@ def _read_file(src: _Source, nomenclature, settings) -> _FileRead:
     fam = _row_families(table, fcol) if fcol else [None] * table.height
     row_family = dict(zip(table[ROW].to_list(), fam))
     try:
-        families, problems = read_family_file(fname, nomenclature, settings, strict=False, table=src.table)
+        families, problems, people = read_families_and_table(fname, nomenclature, settings, strict=False,
+                                                             table=src.table)
     except InputError as e:
         return _FileRead(fname, index, rows, row_family, [], {}, {}, list(e.problems), {})
     row_problems: dict[int, list[Problem]] = defaultdict(list)
@@ -258,7 +260,7 @@ def _read_file(src: _Source, nomenclature, settings) -> _FileRead:
         else:
             file_problems.append(p)
     return _FileRead(fname, index, rows, row_family, families, dict(row_problems), dict(family_problems),
-                     file_problems, dict(warnings))
+                     file_problems, dict(warnings), people)
 
 
 # --------------------------------------------------------------------------------------------- screen
@@ -565,7 +567,7 @@ def _screen_sources_now(ref, sources: list[_Source], nom, *, profile, rules_path
     """The screen of some sources in this process: reading, segregation per family, then pair facts and
     ranking per ``chunk`` families."""
     from haplomatch.pairfacts import GLOSSARY, SEGREGATION_SCHEMA, FactSettings, pair_facts
-    from haplomatch.persons import pair_frame, people_frame
+    from haplomatch.persons import pair_frame
     from haplomatch.search import needed_columns, registry_rules
 
     t0 = time.perf_counter()
@@ -670,7 +672,7 @@ def _screen_sources_now(ref, sources: list[_Source], nom, *, profile, rules_path
                 order.append(n * 100_000 + j)
                 files.append(fr.file)
                 fids.append(fam.id)
-        people = people_frame(persons).with_columns(
+        people = _people(part, persons).with_columns(
             pl.Series("family_id", fkeys, dtype=pl.String), pl.Series("__ord", order, dtype=pl.Int64),
             pl.Series("__file", files, dtype=pl.String), pl.Series("__fid", fids, dtype=pl.String))
         pairs = pair_frame(people.filter(pl.col("relation") == "patient"),
@@ -748,6 +750,30 @@ def _check_antibodies(antibodies, patient_ids: list[str]) -> list:
         raise InputError.one(f"patient id(s) {', '.join(dup)} name the patient of more than one family: the antibody "
                              "report cannot say whose antibodies they are (make patient ids unique)", column="patient_id")
     return abs_
+
+
+def _people(part: list, persons: list) -> pl.DataFrame:
+    """The people table of ``persons`` (the people of ``part``'s families, in order): rows of the tables the
+    reader made (one per file piece), else ``people_frame``."""
+    from haplomatch.persons import people_frame
+
+    tables, at, n = [], {}, 0
+    for _, fr, _ in part:
+        if fr.people is None:
+            return people_frame(persons)
+        if id(fr) not in at:
+            at[id(fr)] = (n, fr.people)
+            tables.append(fr.people)
+            n += len(fr.people.people)
+    rows: list[int] = []
+    for _, fr, fam in part:
+        offset, table = at[id(fr)]
+        found = table.rows(fam.people)
+        if found is None:
+            return people_frame(persons)
+        rows += [offset + r for r in found]
+    frame = tables[0].frame if len(tables) == 1 else pl.concat([t.frame for t in tables])
+    return frame[rows] if rows else frame.clear()
 
 
 def _facts_with_antibodies(ref, pairs: pl.DataFrame, seg: pl.DataFrame, antibodies, settings) -> pl.DataFrame:
