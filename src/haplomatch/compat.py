@@ -177,7 +177,7 @@ def _candidate_keys(ref: Reference, level: str) -> pl.Expr:
     return keys
 
 
-def slot_keys(ref: Reference, slots: Iterable[str | None], level: str = "two_field",
+def slot_keys(ref: Reference, slots: Iterable[str | None] | pl.Series, level: str = "two_field",
               null_alleles: str = "wmda") -> pl.DataFrame:
     """One row per distinct slot string: ``keys`` (the sorted possible keys at ``level``), ``absent`` (all
     candidates are null alleles and ``null_alleles='wmda'``), ``error`` (the slot does not resolve).
@@ -265,8 +265,10 @@ def _count_ranges(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.Dat
     one = pl.all_horizontal(pl.col(f"k_{s}").list.len() == 1 for s in _SLOTS)
     k = {s: pl.col(f"k_{s}").list.first() for s in _SLOTS}
     one = one & (~pl.col("tie_p") | (k["p1"] == k["p2"])) & (~pl.col("tie_d") | (k["d1"] == k["d2"]))
-    q = q.with_row_index("_row")
     is_one = q.select(one.fill_null(False)).to_series()
+    if is_one.all():  # the usual batch: no row to search, nothing to split and put back in order
+        return _count_single(q, prefix, homozygous_count).rechunk()
+    q = q.with_row_index("_row")
     simple, hard = q.filter(is_one), q.filter(~is_one)
     parts = [_count_single(simple, prefix, homozygous_count)] if simple.height else []
     if hard.height or not parts:
@@ -364,8 +366,10 @@ def _prepare_slots(q: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
         )
     # Rows with no null allele and no wildcard (the usual case) are ready: their lists are not touched.
     plain = ~pl.any_horizontal(pl.col(f"{c}_{s}") for c in ("a", "w") for s in _SLOTS)
-    q = q.with_row_index("_prep")
     mask = q.select(plain).to_series()
+    if mask.all():  # (one chunk, as below: the range search may run list set operations on these rows)
+        return q.with_columns(pl.lit(False).alias("tie_p"), pl.lit(False).alias("tie_d")).rechunk()
+    q = q.with_row_index("_prep")
     ready = q.filter(mask).with_columns(pl.lit(False).alias("tie_p"), pl.lit(False).alias("tie_d"))
     rest = q.filter(~mask)
     if rest.height == 0:
@@ -503,14 +507,12 @@ def compat_pair_facts(ref: Reference, pairs: pl.DataFrame, settings: CompatSetti
         for loc in loci
     }
     work = pairs.select("_pair", *[e for loc in loci for e in slot_cols[loc]])
-    all_slots = pl.concat([work.get_column(c) for c in work.columns if c != "_pair"]).unique().to_list()
-    all_slots = [x for x in all_slots if x]
+    all_slots = pl.concat([work.get_column(c) for c in work.columns if c != "_pair"]).unique(maintain_order=True)
     keys = slot_keys(ref, all_slots, s.level, s.null_alleles)
     ag_keys = slot_keys(ref, all_slots, "antigen", s.null_alleles) if s.level in ("two_field", "p_group") else None
     # per-allele facts are read for the HLA-B leader and DPB1 TCE only
-    facts = per_slot("slot_facts", ref, sorted({x for loc in ("B", "DPB1") if loc in loci
-                                                for c in _quad(loc) for x in work.get_column(c).unique().to_list() if x}),
-                     lambda new: slot_facts(ref, new))
+    bd = [work.get_column(c) for loc in ("B", "DPB1") if loc in loci for c in _quad(loc)]
+    facts = per_slot("slot_facts", ref, pl.concat(bd) if bd else [], lambda new: slot_facts(ref, new))
 
     out = pairs
     # every distinct four-slot row of each locus, numbered (``_q``), counted in one pass (keys do not depend on

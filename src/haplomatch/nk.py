@@ -220,7 +220,7 @@ def _allele_masks(ref: Reference) -> pl.DataFrame:
     return out
 
 
-def slot_ligand_table(ref: Reference, slots: Iterable[str | None]) -> pl.DataFrame:
+def slot_ligand_table(ref: Reference, slots: Iterable[str | None] | pl.Series) -> pl.DataFrame:
     """One row per distinct slot string: ``cert`` (groups every candidate carries), ``poss`` (groups some
     candidate carries), ``options`` (distinct candidate masks; null when a candidate's ligand is unknown) and
     ``ard`` (the P group, or 2-field name for alleles in none, when all candidates agree — the ``ard`` fact of
@@ -246,12 +246,12 @@ def _slot_ligand_table(ref: Reference, slots: list[str]) -> pl.DataFrame:
 # ------------------------------------------------------------------------------------- person columns
 
 
-def _slot_values(df: pl.DataFrame, columns: Iterable[str]) -> set[str]:
-    out: set[str] = set()
-    for c in columns:
-        if c in df.columns:
-            out |= set(df[c].drop_nulls().unique().to_list())
-    return out
+def _slot_values(df: pl.DataFrame, columns: Iterable[str]) -> pl.Series:
+    """The distinct slot strings of ``columns`` (those ``df`` has), as a Series (a batch has ~10^5)."""
+    present = [df[c].cast(pl.String) for c in columns if c in df.columns]
+    if not present:
+        return pl.Series("slot", [], dtype=pl.String)
+    return pl.concat(present).drop_nulls().unique(maintain_order=True)
 
 
 def _has(cert: pl.Expr, poss: pl.Expr, bits: int) -> pl.Expr:

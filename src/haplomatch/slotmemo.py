@@ -20,28 +20,38 @@ class _Memo:
     def __init__(self, ref: Any) -> None:
         self.ref, self.nomenclature = ref, ref.nomenclature  # kept alive, so their ids are not reused
         self.table: pl.DataFrame | None = None
-        self.known: set[str] = set()
+        self.known = pl.Series("slot", [], dtype=pl.String)  # every slot computed (some have no row)
 
 
-def per_slot(name: str, ref: Any, slots: Iterable[str | None], compute: Callable[[list[str]], pl.DataFrame],
-             *settings: Any) -> pl.DataFrame:
+def _distinct(slots: Iterable[str | None] | pl.Series) -> pl.Series:
+    """The distinct non-empty slot strings, in order of first appearance."""
+    if isinstance(slots, pl.Series):
+        s = slots.cast(pl.String).alias("slot")
+        return s.filter(s.is_not_null() & (s != "")).unique(maintain_order=True)
+    return pl.Series("slot", list(dict.fromkeys(s for s in slots if s)), dtype=pl.String)
+
+
+def per_slot(name: str, ref: Any, slots: Iterable[str | None] | pl.Series,
+             compute: Callable[[list[str]], pl.DataFrame], *settings: Any) -> pl.DataFrame:
     """The rows of ``compute(slots)`` (a table with a ``slot`` column, one row per slot at most, each row a
-    function of its slot, ``ref`` and ``settings``), computing only the slots this process has not seen."""
-    want = list(dict.fromkeys(s for s in slots if s))
+    function of its slot, ``ref`` and ``settings``), computing only the slots this process has not seen.
+    ``slots`` may be a polars Series (a batch's slot columns: tens of thousands of strings, never made into
+    Python objects unless new)."""
+    want = _distinct(slots)
     key = (name, id(ref), id(ref.nomenclature), settings)
     memo = _MEMOS.get(key)
     if memo is None or memo.ref is not ref or memo.nomenclature is not ref.nomenclature:
         memo = _MEMOS[key] = _Memo(ref)
-    new = [s for s in want if s not in memo.known]
-    if new and memo.table is not None and memo.table.height + len(new) > _MAX_ROWS:
-        memo.table, memo.known = None, set()
+    new = want.filter(~want.is_in(memo.known.implode())) if memo.known.len() else want
+    if new.len() and memo.table is not None and memo.table.height + new.len() > _MAX_ROWS:
+        memo.table, memo.known = None, memo.known.clear()
         new = want
-    if new:
-        part = compute(new)
+    if new.len():
+        part = compute(new.to_list())
         memo.table = part if memo.table is None else pl.concat([memo.table, part], how="vertical_relaxed")
         # one chunk: polars' list set operations mis-index list columns made of several chunks
         memo.table = memo.table.rechunk()
-        memo.known.update(new)
+        memo.known = pl.concat([memo.known, new]).rechunk()
     if memo.table is None:
         return compute([])
-    return memo.table.filter(pl.col("slot").is_in(want)).rechunk()
+    return memo.table.filter(pl.col("slot").is_in(want.implode())).rechunk()
