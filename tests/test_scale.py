@@ -181,6 +181,19 @@ def test_reader_people_table_equals_the_table_of_its_persons(ref, families_csv, 
     assert table.rows([p]) is not None and table.rows([replace(p)]) is None
 
 
+def test_screen_takes_the_people_table_from_the_reader(ref, families_csv, monkeypatch):
+    """A usual family file is screened without tabulating its Persons a second time (people_frame)."""
+    import haplomatch.persons
+
+    whole = screen_files(ref, [families_csv])
+
+    def refuse(people):
+        raise AssertionError("people_frame called")
+
+    monkeypatch.setattr(haplomatch.persons, "people_frame", refuse)
+    assert screen_files(ref, [families_csv]).candidates.equals(whole.candidates)
+
+
 def test_screen_in_chunks_gives_the_same_rows(ref, families_csv):
     whole = screen_files(ref, [families_csv])
     assert screen_files(ref, [families_csv], chunk=2).candidates.equals(whole.candidates)
