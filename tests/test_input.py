@@ -378,13 +378,36 @@ def test_whole_file_reading_agrees_with_the_line_reader(data, sep, eol, blanks, 
     lines[min(at, len(lines)):min(at, len(lines))] = blanks
     text = eol.join(lines) + eol
     fast = _plain_text_table(text, suffix)
+    from_bytes = _plain_text_table(text.encode(), suffix)  # read_table hands it the file's bytes
+    assert (fast is None) == (from_bytes is None)
     if fast is None:
         return
+    assert from_bytes[0].equals(fast[0])
     slow = _text_table(text, "f.csv", suffix)
     assert fast[1] == slow[1] == []
     assert fast[0].columns == slow[0].columns
     assert fast[0].equals(slow[0]), (text, fast[0], slow[0])
     assert fast[0].schema[next(iter(fast[0].columns))] == pl.String
+
+
+def test_read_table_reads_bytes_as_a_text_file_reads(tmp_path):
+    """A byte order mark, CR LF or lone CR line ends and undecodable bytes: the table read_table gives is the
+    one the line reader gives for the text as Python's text mode reads it (universal newlines)."""
+    from haplomatch.familyfile import _text_table, read_table
+
+    cases = {
+        "bom_crlf.csv": b"\xef\xbb\xbfid,A\r\nP1, A*01:01+A*02:01\r\nF1,A*01:01+A*03:01\r\n",
+        "lone_cr.csv": b"id,A\rP1,A*01:01+A*02:01\rF1,\r",
+        "latin1.csv": b"id,A,name\nP1,A*01:01+A*02:01,J\xe9r\xf4me\n",
+        "comment_crlf.csv": b"# a note\r\nid,A\r\n\r\nP1,A*01:01+A*02:01\r\n",
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        want = _text_table(path.read_text(encoding="utf-8-sig", errors="replace"), str(path), ".csv")
+        got = read_table(path)
+        assert got[0].equals(want[0]) and got[1] == want[1], name
+    assert read_table(tmp_path / "bom_crlf.csv")[0].columns[0] == "id"
 
 
 def test_usual_batch_file_is_read_whole_by_polars():

@@ -145,17 +145,23 @@ def read_table(path: str | Path) -> tuple[pl.DataFrame, list[Problem]]:
         if path.suffix.lower() in (".parquet", ".pq"):
             df = pl.read_parquet(path).select(pl.all().cast(pl.String))
             return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), []
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise InputError.one("file not found", file=fname) from None
     except (OSError, pl.exceptions.PolarsError) as e:
         raise InputError.one(f"cannot read the file: {e}", file=fname) from None
     suffix = path.suffix.lower()
     if suffix != ".ped":
-        plain = _plain_text_table(text, suffix)
+        plain = _plain_text_table(raw[len(_BOM):] if raw.startswith(_BOM) else raw, suffix)
         if plain is not None:
             return plain
+    # as Path.read_text reads it: a leading BOM dropped, undecodable bytes replaced, and universal newlines
+    # (CR LF and a lone CR are line feeds)
+    text = raw.decode("utf-8-sig", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
     return _text_table(text, fname, suffix)
+
+
+_BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
 
 
 def _text_table(text: str, fname: str, suffix: str) -> tuple[pl.DataFrame, list[Problem]]:
@@ -216,13 +222,14 @@ def _separator(first: str, suffix: str) -> str:
         ";" if first.count(";") > first.count(",") else ",")
 
 
-def _plain_text_table(text: str, suffix: str = "") -> tuple[pl.DataFrame, list[Problem]] | None:
-    """:func:`read_table`'s answer for the usual batch file, or None: a text with no comment, blank or ragged
-    line and nothing that Python's line splitting, csv module or blank stripping read differently from polars
-    (see ``_PLAIN_BYTES``) is read by polars whole, without a Python pass over its lines (10^5–10^6 rows)."""
+def _plain_text_table(text: str | bytes, suffix: str = "") -> tuple[pl.DataFrame, list[Problem]] | None:
+    """:func:`read_table`'s answer for the usual batch file, or None: a text (or its UTF-8 bytes) with no
+    comment, blank or ragged line and nothing that Python's line splitting, csv module or blank stripping read
+    differently from polars (see ``_PLAIN_BYTES``) is read by polars whole, without a Python pass over its
+    lines (10^5–10^6 rows)."""
     import io
 
-    raw = text.rstrip("\r\n").encode()
+    raw = (text if isinstance(text, bytes) else text.encode()).rstrip(b"\r\n")
     if (b"\n" not in raw or raw.translate(None, _PLAIN_BYTES) or (b"\r" in raw and raw.count(b"\r") != raw.count(b"\r\n"))
             or _BLANK_FIRST.match(raw) or _BLANK_LINE.search(raw)):
         return None
