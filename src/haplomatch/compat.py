@@ -298,6 +298,15 @@ def _count_single(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.Dat
 
 def _count_search(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.DataFrame:
     """The exact ranges over every equality pattern the key sets allow (Hall's condition)."""
+    for step in _search_steps(prefix, homozygous_count):
+        q = q.with_columns(step)
+    return q.drop([c for c in q.columns if c.startswith(("_I", "_U", "_F"))])
+
+
+@lru_cache(maxsize=8)
+def _search_steps(prefix: str, homozygous_count: int) -> tuple[tuple[pl.Expr, ...], ...]:
+    """The expressions of :func:`_count_search`, in four steps (built once: every pair-facts call runs them,
+    and building them costs more than running them on a small batch)."""
     # 1. the key sets shared by every subset of slots
     inter: dict[int, pl.Expr] = {}
     for mask in range(1, 16):
@@ -306,7 +315,7 @@ def _count_search(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.Dat
         for s in members[1:]:
             e = e.list.set_intersection(pl.col(f"k_{s}"))
         inter[mask] = e
-    q = q.with_columns(e.alias(_mask_name(m)) for m, e in inter.items())
+    step1 = tuple(e.alias(_mask_name(m)) for m, e in inter.items())
     # 2. Hall's condition for each pattern: every set of blocks has at least as many distinct keys as blocks
     union_len: dict[tuple[int, ...], str] = {}
     exprs = []
@@ -321,7 +330,6 @@ def _count_search(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.Dat
                 name = "_U" + "_".join(str(b) for b in sub)
                 union_len[sub] = name
                 exprs.append(e.list.len().alias(name))
-    q = q.with_columns(exprs)
     feas = []
     for i, pat in enumerate(_patterns()):
         ok = pl.lit(True)
@@ -335,7 +343,6 @@ def _count_search(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.Dat
         if not pat["d_together"]:
             ok = ok & ~pl.col("tie_d")
         feas.append(ok.alias(f"_F{i}"))
-    q = q.with_columns(feas)
     k = "2" if homozygous_count == 2 else "1"
     out = []
     for d in DIRECTIONS:
@@ -345,8 +352,7 @@ def _count_search(q: pl.DataFrame, prefix: str, homozygous_count: int) -> pl.Dat
             vals.append(pl.when(pl.col(f"_F{i}")).then(pl.lit(v, pl.Int8)))
         out.append(pl.min_horizontal(vals).alias(f"{prefix}{d}_min"))
         out.append(pl.max_horizontal(vals).alias(f"{prefix}{d}_max"))
-    q = q.with_columns(out)
-    return q.drop([c for c in q.columns if c.startswith(("_I", "_U", "_F"))])
+    return step1, tuple(exprs), tuple(feas), tuple(out)
 
 
 def _prepare_slots(q: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:

@@ -24,6 +24,12 @@ def label_list(pairs: Iterable[tuple[pl.Expr, str]]) -> pl.Expr:
         return pl.concat_list(items).list.drop_nulls()
     code = functools.reduce(operator.or_, [
         pl.when(c).then(pl.lit(1 << j, pl.UInt32)).otherwise(pl.lit(0, pl.UInt32)) for j, (c, _) in enumerate(pairs)])
-    lists = pl.Series([[lbl for j, (_, lbl) in enumerate(pairs) if k >> j & 1] for k in range(1 << len(pairs))],
-                      dtype=pl.List(pl.String))
-    return pl.lit(lists).gather(code)
+    return pl.lit(_lists(tuple(lbl for _, lbl in pairs))).gather(code)
+
+
+@functools.lru_cache(maxsize=256)
+def _lists(labels: tuple[str, ...]) -> pl.Series:
+    """The 2^k lists of ``labels`` by bit code (made once per label tuple: a pair-facts pass asks for the same
+    few dozen, and 4,096 lists cost more to build than the pass over a small batch)."""
+    return pl.Series([[lbl for j, lbl in enumerate(labels) if k >> j & 1] for k in range(1 << len(labels))],
+                     dtype=pl.List(pl.String))

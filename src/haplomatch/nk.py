@@ -276,25 +276,31 @@ def _set_labels(include_hla_a_bw4: bool) -> list[tuple[str, int]]:
     ]
 
 
+@functools.lru_cache(maxsize=4)
+def _ligand_set_exprs(include_hla_a_bw4: bool) -> tuple[pl.Expr, pl.Expr]:
+    """For :func:`_ligand_sets`, built once: a candidate mask (``pl.element()``) as the bit code of its set
+    labels, and that code (column ``code``) as the list of labels (column ``set``)."""
+    labels = _set_labels(include_hla_a_bw4)
+    e = pl.element()
+    code = pl.sum_horizontal([pl.when((e & bits) != 0).then(pl.lit(1 << j, _MASK)).otherwise(pl.lit(0, _MASK))
+                              for j, (_, bits) in enumerate(labels)]).cast(_MASK)
+    set_list = _label_list([((pl.col("code") & (1 << j)) != 0, lbl) for j, (lbl, _) in enumerate(labels)])
+    return code, set_list.alias("set")
+
+
 def _ligand_sets(keys: pl.DataFrame, opt_cols: list[str], include_hla_a_bw4: bool) -> pl.Series:
     """Per row, the possible ligand sets (list of label lists); null when a slot is untyped or unknown."""
-    labels = _set_labels(include_hla_a_bw4)
-
-    def code(e: pl.Expr) -> pl.Expr:
-        return pl.sum_horizontal([pl.when((e & bits) != 0).then(pl.lit(1 << j, _MASK)).otherwise(pl.lit(0, _MASK))
-                                  for j, (_, bits) in enumerate(labels)]).cast(_MASK)
-
+    code, set_list = _ligand_set_exprs(include_hla_a_bw4)
     row = f"{_TMP}row"
     base = keys.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(row), *opt_cols)
     complete = base.filter(pl.all_horizontal([pl.col(c).is_not_null() for c in opt_cols]))
-    e = complete.with_columns(pl.col(c).list.eval(code(pl.element())).list.unique() for c in opt_cols)
+    e = complete.with_columns(pl.col(c).list.eval(code).list.unique() for c in opt_cols)
     for c in opt_cols:
         e = e.explode(c)
     combos = (
         e.select(row, functools.reduce(operator.or_, [pl.col(c) for c in opt_cols]).alias("code"))
         .unique().sort(row, "code")
-        .with_columns(_label_list([((pl.col("code") & (1 << j)) != 0, lbl)
-                                   for j, (lbl, _) in enumerate(labels)]).alias("set"))
+        .with_columns(set_list)
         .group_by(row, maintain_order=True).agg(pl.col("set"))
     )
     return base.select(row).join(combos, on=row, how="left", maintain_order="left")["set"]
