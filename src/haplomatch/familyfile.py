@@ -387,7 +387,7 @@ def read_families_and_table(
         return [], problems, None
     memo = _CellMemo(nomenclature, with_kir=bool(cmap.kir_genes or "kir" in cmap.attributes))
     people, row_problems, clean, frame = _read_people(table, fname, cmap, memo, settings, with_table)
-    read_people = people
+    read_people = people  # the Persons the table stands for (derive_relations below makes new ones)
     problems += row_problems
     if "relation" not in cmap.attributes:
         if patient is None:
@@ -662,7 +662,7 @@ class _CellMemo:
         return hit
 
     def column(self, locus: str, column: str, table: pl.DataFrame, pair: tuple[str, str] | None,
-               settings: Settings) -> tuple[list[tuple], list, list]:
+               settings: Settings) -> tuple[list[tuple], pl.Series, pl.Series]:
         """:meth:`cell` of every row of a locus (one column, or the two of ``pair``), and the slot strings of
         each row's typing (two columns, as ``persons.slot_strings``). Cells of two names in normal form
         (``A*01:01+A*02:01``; spaces and tabs around them) are recognised by polars for the whole column, and
