@@ -513,7 +513,7 @@ def compat_pair_facts(ref: Reference, pairs: pl.DataFrame, settings: CompatSetti
         for loc in loci
     }
     work = pairs.select("_pair", *[e for loc in loci for e in slot_cols[loc]])
-    all_slots = pl.concat([work.get_column(c) for c in work.columns if c != "_pair"]).unique(maintain_order=True)
+    all_slots = pl.concat([work.get_column(c) for c in work.columns if c != "_pair"])  # per_slot keeps each once
     keys = slot_keys(ref, all_slots, s.level, s.null_alleles)
     ag_keys = slot_keys(ref, all_slots, "antigen", s.null_alleles) if s.level in ("two_field", "p_group") else None
     # per-allele facts are read for the HLA-B leader and DPB1 TCE only

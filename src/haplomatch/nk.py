@@ -247,11 +247,9 @@ def _slot_ligand_table(ref: Reference, slots: list[str]) -> pl.DataFrame:
 
 
 def _slot_values(df: pl.DataFrame, columns: Iterable[str]) -> pl.Series:
-    """The distinct slot strings of ``columns`` (those ``df`` has), as a Series (a batch has ~10^5)."""
+    """The slot strings of ``columns`` (those ``df`` has), as one Series (``per_slot`` keeps each once)."""
     present = [df[c].cast(pl.String) for c in columns if c in df.columns]
-    if not present:
-        return pl.Series("slot", [], dtype=pl.String)
-    return pl.concat(present).drop_nulls().unique(maintain_order=True)
+    return pl.concat(present) if present else pl.Series("slot", [], dtype=pl.String)
 
 
 def _has(cert: pl.Expr, poss: pl.Expr, bits: int) -> pl.Expr:
