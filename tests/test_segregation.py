@@ -13,7 +13,7 @@ import pytest
 
 from haplomatch.errors import InputError
 from haplomatch.familyfile import read_family_file
-from haplomatch.segregation import segregate
+from haplomatch.segregation import family_relationships, segregate
 
 FAMILIES = Path(__file__).resolve().parent / "data" / "families"
 
@@ -416,15 +416,61 @@ def test_answers_kept_across_families_equal_the_reference(ref, tmp_path, opts, n
     if ambiguous:
         _ambiguous(path, seed=7)
     families, _ = read_family_file(path, ref.nomenclature, strict=False)
-    reference = {f.id: repr(segregate(f, ref.nomenclature, SegregationSettings(fast=False))) for f in families}
+    slow = {f.id: segregate(f, ref.nomenclature, SegregationSettings(fast=False)) for f in families}
+    reference = {k: repr(v) for k, v in slow.items()}
     segregation._clear_kept()
     for family in families:
         assert repr(segregate(family, ref.nomenclature)) == reference[family.id], family.id
-    kept = len(segregation._SHARED)
+    kept, templates = len(segregation._SHARED), len(segregation._TEMPLATES)
     assert kept < sum(len(segregate(f, ref.nomenclature).loci) for f in families)  # structures recur
-    for family in reversed(families):  # now every locus and search is served from what was kept
+    for family in reversed(families):  # now every locus, search and interpretation is served from what was kept
         assert repr(segregate(family, ref.nomenclature)) == reference[family.id], family.id
-    assert len(segregation._SHARED) == kept
+        assert _relationship_fields(family_relationships(family, ref.nomenclature)) == \
+            _relationship_fields(slow[family.id]), family.id
+    assert (len(segregation._SHARED), len(segregation._TEMPLATES)) == (kept, templates)
+
+
+def _relationship_fields(s) -> tuple:
+    return (s.family_id, s.loci, s.relationships, s.unique, s.n_solutions, s.recombinants, s.conflicts, s.cost,
+            s.notes)
+
+
+def test_interpretation_kept_for_a_family_alike_up_to_names(ref, tmp_path):
+    """A family with other ids, other relation words (sister for brother), other allele names, its rows in
+    another order and a grandmother compared by state, but the same coded loci, members and parents, is
+    named from the first family's kept interpretation: its answer is the reference computation's, with its
+    own ids, alleles and order (and family_relationships gives the same relationships, conflicts and notes)."""
+    from haplomatch import segregation
+    from haplomatch.segregation import SegregationSettings
+
+    head = "id,relation,sex,A,B\n"
+    first = ("F,father,M,A*01:01+A*02:01,B*08:01+B*07:02\nM,mother,F,A*03:01+A*11:01,B*44:02+B*51:01\n"
+             "P,patient,F,A*01:01+A*03:01,B*08:01+B*44:02\nS1,brother,M,A*02:01+A*11:01,B*07:02+B*51:01\n"
+             "S2,brother,M,A*01:01+A*11:01,B*08:01+B*51:01\n")
+    # names changed (A*01:01→A*24:02, A*02:01→A*26:01, A*03:01→A*68:01, B*08:01→B*18:01, B*44:02→B*35:01),
+    # S1 a sister listed first, a grandmother at the end
+    second = ("Z9,sister,F,A*26:01+A*11:01,B*07:02+B*51:01\nDad,father,M,A*24:02+A*26:01,B*18:01+B*07:02\n"
+              "Mum,mother,F,A*68:01+A*11:01,B*35:01+B*51:01\nKid,patient,F,A*24:02+A*68:01,B*18:01+B*35:01\n"
+              "Bro,brother,M,A*24:02+A*11:01,B*18:01+B*51:01\nGran,paternal grandmother,F,A*24:02+A*30:01,\n")
+    fams = []
+    for name, rows in (("one", first), ("two", second)):
+        f = tmp_path / f"{name}.csv"
+        f.write_text(head + rows)
+        (fam,), _ = read_family_file(f, ref.nomenclature)
+        fams.append(fam)
+    segregation._clear_kept()
+    segregate(fams[0], ref.nomenclature)
+    assert len(segregation._TEMPLATES) == 1
+    got = segregate(fams[1], ref.nomenclature)
+    assert len(segregation._TEMPLATES) == 1  # served from the first family's interpretation
+    want = segregate(fams[1], ref.nomenclature, SegregationSettings(fast=False))
+    assert repr(got) == repr(want)
+    assert [r.id for r in got.relationships] == ["Z9", "Dad", "Mum", "Bro", "Gran"]
+    assert got.haplotypes["a"]["A"] == ("A*24:02",) and got.haplotypes["c"]["B"] == ("B*35:01",)
+    assert got.relationship("Z9").klass == "mismatched" and got.relationship("Z9").relation == "sister"
+    assert got.relationship("Bro").klass == "haploidentical" and got.relationship("Bro").shared_haplotypes == ("a",)
+    assert got.relationship("Gran").by_descent is False and got.relationship("Gran").shared_haplotypes == ("a",)
+    assert _relationship_fields(family_relationships(fams[1], ref.nomenclature)) == _relationship_fields(want)
 
 
 def test_same_coded_structure_with_another_match_relation(ref, tmp_path):

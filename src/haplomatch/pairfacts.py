@@ -19,7 +19,7 @@ from haplomatch.family import Family
 from haplomatch.nk import NkSettings, nk_pair_facts
 from haplomatch.persons import pair_frame, people_frame
 from haplomatch.reference import Reference
-from haplomatch.segregation import Segregation, SegregationSettings, segregate
+from haplomatch.segregation import Relationships, Segregation, SegregationSettings, segregate
 
 SEGREGATION_SCHEMA = {
     "family_id": pl.String, "id": pl.String, "shared_haplotypes": pl.Int64, "hla_class": pl.String,
@@ -41,7 +41,7 @@ def segregation_frame(family: Family, seg: Segregation) -> pl.DataFrame:
     return pl.DataFrame(segregation_rows(family.id, seg), schema=SEGREGATION_SCHEMA)
 
 
-def segregation_rows(family_id: str | None, seg: Segregation) -> list[dict]:
+def segregation_rows(family_id: str | None, seg: "Segregation | Relationships") -> list[dict]:
     """The rows of :func:`segregation_frame` (a batch makes one frame of many families' rows)."""
     return [{
         "family_id": family_id, "id": r.id, "shared_haplotypes": r.shared, "hla_class": r.klass,

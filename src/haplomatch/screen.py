@@ -281,10 +281,10 @@ def _reject_rows(out: list[dict], fname: str, rows: Iterable[int], fid: str | No
 def _seg_one(family, nomenclature, settings, reject_conflicts: bool):
     """Segregate one family: (segregation rows, warnings) or (None, problems)."""
     from haplomatch.pairfacts import segregation_rows
-    from haplomatch.segregation import segregate
+    from haplomatch.segregation import family_relationships
 
     try:
-        seg = segregate(family, nomenclature, settings.segregation)
+        seg = family_relationships(family, nomenclature, settings.segregation)
     except HaplomatchError as e:
         probs = list(getattr(e, "problems", ())) or [Problem(str(e))]
         return None, [Problem("segregation failed: " + p.message, column=p.column, value=p.value) for p in probs]

@@ -21,8 +21,11 @@ release alleles they can be intersect.
 A screen segregates many families whose loci look alike up to the allele names. The fast computation codes
 each locus (genotypes as indices of their distinct slot strings, with which of those strings match as bits:
 all the computation reads of the strings) and keeps, per coded locus, its cost tables and the answers that
-follow from them, and per coded family (and per equal numbers) the search's solutions; a family then pays for
-what is new in it. The reference computation (``SegregationSettings(fast=False)``) builds every locus from its
+follow from them, per coded family (and per equal numbers) the search's solutions, and per coded family with
+the same members, parents and patient's sex the interpretation with people as places and alleles as value
+indices (:class:`_Template`), which the family's own ids, relations and allele names are put back into; a
+family then pays for what is new in it. :func:`family_relationships` gives a screen what it reads
+(relationships, recombinants, conflicts, notes) without naming every parental haplotype's alleles. The reference computation (``SegregationSettings(fast=False)``) builds every locus from its
 definition and searches every family anew (it shares only the small pure steps after the search: labels,
 sharings, relationship texts, pedigree roles), and tests compare the two.
 """
@@ -131,6 +134,25 @@ class Segregation:
         return next(r for r in self.relationships if r.id == pid)
 
 
+@dataclass(frozen=True)
+class Relationships:
+    """What a batch screen reads of a segregation (:func:`family_relationships`): ``Segregation``'s fields
+    but the parental haplotypes' alleles and each person's haplotype labels, equal to ``segregate``'s."""
+
+    family_id: str | None
+    loci: tuple[str, ...]
+    relationships: tuple[Relationship, ...]
+    unique: bool
+    n_solutions: int
+    recombinants: tuple[Recombinant, ...]
+    conflicts: tuple[Conflict, ...]
+    cost: float
+    notes: tuple[str, ...] = field(default=())
+
+    def relationship(self, pid: str) -> Relationship:
+        return next(r for r in self.relationships if r.id == pid)
+
+
 # ---------------------------------------------------------------------------------------------------------
 class _Matcher:
     """Compatibility of typings at the resolution both have (their candidate allele sets intersect)."""
@@ -179,6 +201,9 @@ class _Matcher:
         bit = 1
         known = self._sets
         sets = [known.get(v) or self.alleles(v) for v in values]
+        size = sum(map(len, sets))
+        if size <= 256 and len(frozenset().union(*sets)) == size:
+            return 0  # no two sets share an allele (the usual family: distinct high-resolution typings)
         for j in range(1, len(values)):
             sj = sets[j]
             for i in range(j):
@@ -353,6 +378,20 @@ def _parent_options(gts, free) -> list[tuple[str | None, str | None]]:
 def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationSettings = SegregationSettings(),
               pedigree: Pedigree | None = None) -> Segregation:
     """Infer the family's haplotypes (see the module docstring). Raises InputError on an unusable pedigree."""
+    return _named(*_interpreted(family, nomenclature, settings, pedigree), settings, full=True)
+
+
+def family_relationships(family: Family, nomenclature: Nomenclature,
+                         settings: SegregationSettings = SegregationSettings(),
+                         pedigree: Pedigree | None = None) -> Relationships:
+    """:func:`segregate`'s relationships, recombinants, conflicts and notes, without naming the parental
+    haplotypes' alleles and each person's labels (a screen of 10^5 families reads only these)."""
+    return _named(*_interpreted(family, nomenclature, settings, pedigree), settings, full=False)
+
+
+def _interpreted(family: Family, nomenclature: Nomenclature, settings: SegregationSettings,
+                 pedigree: Pedigree | None) -> tuple:
+    """The search and its interpretation (a template, see _Template) with what naming it reads."""
     ped = pedigree or pedigree_roles(family)
     people = {p.id: p for p in family.people}
     pt = people[ped.patient]
@@ -371,22 +410,39 @@ def segregate(family: Family, nomenclature: Nomenclature, settings: SegregationS
 
     if fast:
         locus_data, is_nuclear, keys = _shared_loci(loci, ped, members, people, m, settings.unexplained_cost)
-        # the search reads the loci's numbers only, which their coded structures fix
-        key = (settings, keys)
-        found = _SEARCHES.get(key)
-        if found is None:
-            paths, best, overflow = _search(members, shape, n_states, locus_data, locus_data if is_nuclear else None,
-                                            settings, fast)
-            found = (tuple(map(tuple, paths)), best, overflow)
-            if len(_SEARCHES) >= _SHARED_MAX:
-                _SEARCHES.clear()
-            _SEARCHES[key] = found
-        paths, best, overflow = found
+        # the interpretation reads the family through its coded loci, the members' kinds, the parents'
+        # presence and typing and the patient's sex only (see _Template): one template per such family
+        fkey = (settings, keys, loci, tuple(mb.kind for mb in members), pt.sex,
+                *((n in people, _typed_anywhere(people.get(n))) for n in (ped.father, ped.mother)))
+        tpl = _TEMPLATES.get(fkey)
+        if tpl is None:
+            # the search reads the loci's numbers only, which their coded structures fix
+            key = (settings, keys)
+            found = _SEARCHES.get(key)
+            if found is None:
+                paths, best, overflow = _search(members, shape, n_states, locus_data,
+                                                locus_data if is_nuclear else None, settings, fast)
+                found = (tuple(map(tuple, paths)), best, overflow)
+                if len(_SEARCHES) >= _SHARED_MAX:
+                    _SEARCHES.clear()
+                _SEARCHES[key] = found
+            paths, best, overflow = found
+            paths = _merge_mirrors(paths, members, ped, people)
+            tpl = _template(family, ped, members, loci, locus_data, paths, best, overflow, m)
+            if len(_TEMPLATES) >= _SHARED_MAX:
+                _TEMPLATES.clear()
+            _TEMPLATES[fkey] = tpl
     else:
         locus_data = [_locus_reference(locus, ped, members, people, m, settings.unexplained_cost) for locus in loci]
         paths, best, overflow = _search(members, shape, n_states, locus_data, None, settings, fast)
-    paths = _merge_mirrors(paths, members, ped, people)
-    return _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m, settings)
+        paths = _merge_mirrors(paths, members, ped, people)
+        tpl = _template(family, ped, members, loci, locus_data, paths, best, overflow, m)
+    return family, ped, members, loci, locus_data, tpl, m
+
+
+def _typed_anywhere(p) -> bool:
+    """A person in the family with some HLA locus typed (None: not in the family)."""
+    return p is not None and any(t is not None and _is_typed(t) for t in p.hla.values())
 
 
 def _code_loci(loci, ids: list[str], people: dict, m: _Matcher) -> list[tuple]:
@@ -504,7 +560,8 @@ def _kept_constant_paths(least: list[float], choices: list, k: int, settings):
 
 def _clear_kept() -> None:
     """Forget every answer kept across families (tests use it to start from nothing)."""
-    for kept in (_SHARED, _SEARCHES, _SOLUTIONS, _LABELS, _RELATIONSHIPS, _TRANS_TO, _JOINT, _CONSTANT):
+    for kept in (_SHARED, _SEARCHES, _TEMPLATES, _SOLUTIONS, _LABELS, _RELATIONSHIPS, _TRANS_TO, _JOINT,
+                 _CONSTANT):
         kept.clear()
 
 
@@ -1203,11 +1260,8 @@ def _config_search(members, locus_data, settings):
 def _merge_mirrors(paths, members, ped, people):
     """With neither parent typed, which haplotypes are paternal cannot be told: a solution and its mirror
     (father ↔ mother) are one answer. Keep one of each pair."""
-    def typed(n: str) -> bool:
-        p = people.get(n)
-        return p is not None and any(_is_typed(t) for t in p.hla.values())
-
-    if ped.paternal_half_siblings or ped.maternal_half_siblings or typed(ped.father) or typed(ped.mother):
+    if (ped.paternal_half_siblings or ped.maternal_half_siblings or _typed_anywhere(people.get(ped.father))
+            or _typed_anywhere(people.get(ped.mother))):
         return paths
 
     def mirror(path):
@@ -1219,30 +1273,55 @@ def _merge_mirrors(paths, members, ped, people):
 
 
 # ---------------------------------------------------------------------------------------------------------
-def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m: _Matcher, settings) -> Segregation:
+@dataclass(frozen=True)
+class _Template:
+    """What the interpretation says of a family with its people as places (0 father, 1 mother, 2… the members
+    in order: patient, siblings, …) and its slot strings as value indices per locus (the index after the last
+    value: no value). It follows from the coded loci, the members' kinds, the search's solutions, the parents'
+    presence and typing and the patient's sex, so a family with the same ones gets the same template
+    (``_TEMPLATES``); :func:`_named` puts the family's own ids, relations and strings back."""
+
+    haps: tuple[tuple[str, tuple[tuple[int, ...], ...]], ...]  # label → per locus, the possible values' indices
+    persons: tuple[tuple[tuple[str | None, ...], tuple[str | None, ...]], ...]  # labels per member, in order
+    recombinants: tuple[tuple[int, str, tuple[str, str]], ...]  # member place, side, loci around the switch
+    members: tuple[tuple, ...]  # per member after the patient: _relationship_parts' answer
+    parents: tuple[tuple[int, str, tuple[str, ...]], ...]  # place, label, loci typed (parents in the family)
+    path0: tuple  # the first solution (the conflicts are read on it)
+    n_solutions: int
+    best: float
+    overflow: bool
+
+
+#: per coded family (see segregate): the interpretation's template
+_TEMPLATES: dict[tuple, _Template] = {}
+
+
+def _value_codes(ld: _LocusData) -> tuple[tuple, tuple, list[str | None]]:
+    """A locus's parental options as value indices and the values they index (None last)."""
+    if isinstance(ld.fopts, _Named):
+        return ld.fopts.codes, ld.mopts.codes, ld.fopts.val
+    values = list(dict.fromkeys(v for opts in (ld.fopts, ld.mopts) for o in opts for v in o if v is not None))
+    index = {v: i for i, v in enumerate(values)}
+    none = len(values)
+
+    def code(opts):
+        return tuple((none if a is None else index[a], none if b is None else index[b]) for a, b in opts)
+
+    return code(ld.fopts), code(ld.mopts), values + [None]
+
+
+def _typed_at(family, loci, locus_data) -> dict[str, set[str]]:
+    gts0 = locus_data[0].gts
+    if gts0 is not None:  # the fast computations: the genotypes of the nuclear family at every locus, kept
+        return {pid: {loc for loc, ld in zip(loci, locus_data) if ld.gts[pid]} for pid in gts0}
+    return {p.id: {loc for loc, t in p.hla.items() if t is not None and _is_typed(t)} for p in family.people}
+
+
+def _template(family, ped, members, loci, locus_data, paths, best, overflow, m: _Matcher) -> _Template:
     people = {p.id: p for p in family.people}
     pt = people[ped.patient]
     idx = {mb.id: i for i, mb in enumerate(members)}
-    gts0 = locus_data[0].gts
-    if gts0 is not None:  # the fast computations: the genotypes of the nuclear family at every locus, kept
-        typed_at = {pid: {loc for loc, ld in zip(loci, locus_data) if ld.gts[pid]} for pid in gts0}
-    else:
-        typed_at = {p.id: {loc for loc, t in p.hla.items() if t is not None and _is_typed(t)} for p in family.people}
-
-    def typed_anywhere(n: str) -> bool:
-        return bool(typed_at.get(n)) or any(t is not None and _is_typed(t) for t in people[n].hla.values())
-
-    notes: list[str] = []
-    if all(ped.is_virtual(n) or not typed_anywhere(n) for n in (ped.father, ped.mother)):
-        notes.append("no parent is typed: which haplotypes are paternal (a, b) and which maternal (c, d) cannot be told")
-    if ped.is_virtual(ped.father) or ped.is_virtual(ped.mother):
-        missing = [w for w, n in (("father", ped.father), ("mother", ped.mother)) if ped.is_virtual(n)]
-        notes.append(f"{' and '.join(missing)} not in the file: their haplotypes are reconstructed from the children")
-    for w, n in (("father", ped.father), ("mother", ped.mother)):
-        p = people.get(n)
-        if p is not None and not typed_anywhere(n):
-            notes.append(f"the {w} ({n}) is not typed: haplotypes reconstructed from the children")
-
+    typed_at = _typed_at(family, loci, locus_data)
     options: dict[tuple[int, tuple[int, ...]], tuple[float, list[tuple[int, int]]]] = {}
 
     def best_options(li: int, st: tuple[int, ...]) -> tuple[float, list[tuple[int, int]]]:
@@ -1254,11 +1333,12 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
         return hit
 
     # parental haplotype alleles per solution (the first solution is reported; others widen the sets)
-    haps: dict[str, dict[str, set]] = {h: {loc: set() for loc in loci} for h in "abcd"}
+    haps: dict[str, list[set[int]]] = {h: [set() for _ in loci] for h in "abcd"}
+    codes = [_value_codes(ld) for ld in locus_data]
     for path in paths:
-        for li, locus in enumerate(loci):
+        for li in range(len(loci)):
             ld = locus_data[li]
-            fopts, mopts = ld.fopts, ld.mopts
+            fcodes, mcodes, _ = codes[li]
             # the values are sets: each father (mother) option reaching the state counts once, however many
             # options of the other parent it pairs with (an untyped parent's options are many)
             key = ("option sides", path[li])
@@ -1268,21 +1348,17 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
                 sides = ld.memo[key] = (tuple(dict.fromkeys(fi for fi, _ in pairs)),
                                         tuple(dict.fromkeys(mi for _, mi in pairs)))
             for fi in sides[0]:
-                for lab, val in zip("ab", fopts[fi]):
-                    haps[lab][locus].add(val)
+                for lab, val in zip("ab", fcodes[fi]):
+                    haps[lab][li].add(val)
             for mi in sides[1]:
-                for lab, val in zip("cd", mopts[mi]):
-                    haps[lab][locus].add(val)
-    haplotypes = {h: {loc: _sorted_values(vals) for loc, vals in per.items()} for h, per in haps.items()}
+                for lab, val in zip("cd", mcodes[mi]):
+                    haps[lab][li].add(val)
 
     # person haplotype labels (first solution)
     path0 = paths[0]
     kinds = tuple(mb.kind for mb in members)
     cols = tuple(idx[mb.id] for mb in members)  # each member's place in a joint state (by id, as it was)
-    persons = [PersonHaplotypes(mb.id, pat, mat)
-               for mb, (pat, mat) in zip(members, _labels(tuple(path0), kinds, cols, pt.sex))]
-    for n, labs in ((ped.father, ("a", "b")), (ped.mother, ("c", "d"))):
-        persons.insert(0 if n == ped.father else 1, PersonHaplotypes(n, (labs[0],) * len(loci), (labs[1],) * len(loci)))
+    persons = _labels(tuple(path0), kinds, cols, pt.sex)
 
     # recombinants (first solution), located between the typed loci around the switch
     recombinants = []
@@ -1296,16 +1372,16 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
             for a, b in zip(typed, typed[1:]):
                 if fn(path0[a][idx[mb.id]]) != fn(path0[b][idx[mb.id]]):
                     side_name = side if mb.kind in ("full", "half_p") else ("maternal" if mb.kind == "half_m" else "from the patient")
-                    recombinants.append(Recombinant(mb.id, side_name, (loci[a], loci[b])))
+                    recombinants.append((2 + i, side_name, (loci[a], loci[b])))
 
-    conflicts = _conflicts(ped, members, loci, locus_data, path0, people, m,
-                           best_options if settings.fast and settings.unexplained_cost > 0 else None)
-
-    # relationships
-    rels = []
-    by_solution: dict[str, set] = {}
+    # relationships: homozygous loci of each parent (one possible value, the same in both haplotypes)
     def hom(x: str, y: str) -> list[bool]:
-        return [len(haplotypes[x][loc]) == 1 and haplotypes[x][loc] == haplotypes[y][loc] for loc in loci]
+        out = []
+        for li, (hx, hy) in enumerate(zip(haps[x], haps[y])):
+            none = len(codes[li][2]) - 1  # as _sorted_values: the values without the unseen one
+            vx, vy = hx - {none}, hy - {none}
+            out.append(len(vx) == 1 and vx == vy)
+        return out
 
     hom_f, hom_m = hom("a", "b"), hom("c", "d")
     # what _sharing says depends on the paths, the members' kinds and places, the homozygous loci and their
@@ -1321,38 +1397,89 @@ def _interpret(family, ped, members, loci, locus_data, paths, best, overflow, m:
             _SOLUTIONS.clear()
         # by place in members (ids are names: the same structure recurs under other names)
         shared = _SOLUTIONS[key] = tuple(frozenset(per[mb.id]) if i else None for i, mb in enumerate(members))
-    for i, mb in enumerate(members[1:], 1):
-        by_solution[mb.id] = shared[i]
     pt_loci = frozenset(loci)
     rows = [_ibs_rows(ld, members, pt, people, loc, m) for ld, loc in zip(locus_data, loci)]
+    member_parts = []
     for i, mb in enumerate(members[1:], 1):
         ibs = {loc: row[i] for loc, row in zip(loci, rows)}
-        rels.append(_relationship(people[mb.id], mb, by_solution[mb.id], loci, pt_loci, overflow, ibs,
-                                  tuple(loc for loc in loci if loc in typed_at[mb.id])))
-    for n, lab in ((ped.father, "a"), (ped.mother, "c")):
+        member_parts.append(_relationship_of(shared[i], loci, pt_loci, ibs,
+                                             tuple(loc for loc in loci if loc in typed_at[mb.id])))
+    parents = []
+    for place, (n, lab) in enumerate(((ped.father, "a"), (ped.mother, "c"))):
+        if n in people:
+            parents.append((place, lab, tuple(loc for loc in loci if loc in typed_at[n])))
+    nones = [len(c[2]) - 1 for c in codes]  # the unseen value, left out as _sorted_values leaves out None
+    return _Template(tuple((h, tuple(tuple(s - {none}) for s, none in zip(per_locus, nones)))
+                           for h, per_locus in haps.items()),
+                     persons, tuple(recombinants), tuple(member_parts), tuple(parents), tuple(path0), len(paths),
+                     best, overflow)
+
+
+def _named(family, ped, members, loci, locus_data, tpl: _Template, m: _Matcher, settings,
+           full: bool) -> Segregation | Relationships:
+    """The family's Segregation from its template: its ids, relations and slot strings put back; the notes,
+    the conflicts and the relatives compared by state are the family's own. Not ``full``: its Relationships
+    (the haplotypes' alleles are named only for relatives compared by state)."""
+    people = {p.id: p for p in family.people}
+    pt = people[ped.patient]
+    ids = [ped.father, ped.mother] + [mb.id for mb in members]
+
+    def typed_anywhere(n: str) -> bool:  # (read for parents in the family only)
+        return _typed_anywhere(people.get(n))
+
+    notes: list[str] = []
+    if all(ped.is_virtual(n) or not typed_anywhere(n) for n in (ped.father, ped.mother)):
+        notes.append("no parent is typed: which haplotypes are paternal (a, b) and which maternal (c, d) cannot be told")
+    if ped.is_virtual(ped.father) or ped.is_virtual(ped.mother):
+        missing = [w for w, n in (("father", ped.father), ("mother", ped.mother)) if ped.is_virtual(n)]
+        notes.append(f"{' and '.join(missing)} not in the file: their haplotypes are reconstructed from the children")
+    for w, n in (("father", ped.father), ("mother", ped.mother)):
         p = people.get(n)
-        if p is None:
-            continue
-        typed = tuple(loc for loc in loci if loc in typed_at[n])
+        if p is not None and not typed_anywhere(n):
+            notes.append(f"the {w} ({n}) is not typed: haplotypes reconstructed from the children")
+
+    haplotypes: dict[str, dict[str, tuple[str, ...]]] = {}
+    if full or ped.others:
+        vals = [_value_codes(ld)[2] for ld in locus_data]
+        for h, per_locus in tpl.haps:
+            per = haplotypes[h] = {}
+            for loc, val, idx in zip(loci, vals, per_locus):  # as _sorted_values: names in order, without None
+                per[loc] = (val[idx[0]],) if len(idx) == 1 else tuple(sorted([val[i] for i in idx]))
+    recombinants = [Recombinant(ids[place], side, between) for place, side, between in tpl.recombinants]
+    conflicts = _conflicts(ped, members, loci, locus_data, tpl.path0, people, m,
+                           (lambda li, st: locus_data[li].best_options(members, st))
+                           if settings.fast and settings.unexplained_cost > 0 else None)
+    rels = []
+    for mb, (named, evidence, fields, possibilities) in zip(members[1:], tpl.members):
+        p = people[mb.id]
+        rels.append(Relationship(p.id, p.relation, *fields, p.id + evidence if named else evidence, possibilities))
+    for place, lab, typed in tpl.parents:
+        n = ids[place]
         rels.append(Relationship(
-            n, p.relation, 1, "haploidentical", (lab,), True, typed, len(typed) < len(loci), True,
+            n, people[n].relation, 1, "haploidentical", (lab,), True, typed, len(typed) < len(loci), True,
             f"a parent passes one haplotype to every child: the patient inherited haplotype {lab} from {n}"
             + ("" if typed else " (parent untyped: haploidentity by descent, not checked by typing)")))
-    pat_hap = {loc: haplotypes["a"][loc] for loc in loci}
-    mat_hap = {loc: haplotypes["c"][loc] for loc in loci}
-    for oid in ped.others:
-        p = people[oid]
-        rels.append(_by_state(p, pat_hap, mat_hap, pt, loci, m))
+    if ped.others:
+        pat_hap = {loc: haplotypes["a"][loc] for loc in loci}
+        mat_hap = {loc: haplotypes["c"][loc] for loc in loci}
+        for oid in ped.others:
+            rels.append(_by_state(people[oid], pat_hap, mat_hap, pt, loci, m))
     order: dict[str, int] = {}
     for i, x in enumerate(family.people):
         order.setdefault(x.id, i)
     rels.sort(key=lambda r: order[r.id] if r.id in people else 99)
-    unique = not overflow and all(r.klass != "undetermined" for r in rels if r.by_descent)
-    if overflow:
+    unique = not tpl.overflow and all(r.klass != "undetermined" for r in rels if r.by_descent)
+    if tpl.overflow:
         notes.append(f"more than {settings.max_solutions} equally good solutions: the family does not determine them")
+    if not full:
+        return Relationships(family.id, loci, tuple(rels), unique, tpl.n_solutions, tuple(recombinants),
+                             tuple(conflicts), tpl.best, tuple(notes))
+    persons = [PersonHaplotypes(mb.id, pat, mat) for mb, (pat, mat) in zip(members, tpl.persons)]
+    for n, labs in ((ped.father, ("a", "b")), (ped.mother, ("c", "d"))):
+        persons.insert(0 if n == ped.father else 1, PersonHaplotypes(n, (labs[0],) * len(loci), (labs[1],) * len(loci)))
     return Segregation(
-        family.id, loci, haplotypes, tuple(persons), tuple(rels), unique, len(paths), tuple(recombinants),
-        tuple(conflicts), best, tuple(notes),
+        family.id, loci, haplotypes, tuple(persons), tuple(rels), unique, tpl.n_solutions, tuple(recombinants),
+        tuple(conflicts), tpl.best, tuple(notes),
     )
 
 
@@ -1475,18 +1602,15 @@ _COUNT_NAMES = {0: "none", 1: "one", 2: "both"}
 _RELATIONSHIPS: dict[tuple, tuple] = {}
 
 
-def _relationship(p, mb, solutions: set, loci, pt_loci, overflow, ibs: dict | None = None,
-                  typed: tuple[str, ...] | None = None) -> Relationship:
-    if typed is None:
-        typed = tuple(loc for loc in loci if p.hla.get(loc) is not None and p.hla[loc].typed)
+def _relationship_of(solutions: set, loci, pt_loci, ibs: dict | None, typed: tuple[str, ...]) -> tuple:
+    """_relationship_parts, kept across families."""
     key = (frozenset(solutions), tuple(loci), frozenset(pt_loci), tuple(ibs.items()) if ibs else None, typed)
     parts = _RELATIONSHIPS.get(key)
     if parts is None:
         if len(_RELATIONSHIPS) >= _SHARED_MAX:
             _RELATIONSHIPS.clear()
         parts = _RELATIONSHIPS[key] = _relationship_parts(solutions, loci, pt_loci, ibs, typed)
-    named, evidence, fields, possibilities = parts
-    return Relationship(p.id, p.relation, *fields, p.id + evidence if named else evidence, possibilities)
+    return parts
 
 
 def _relationship_parts(solutions: set, loci, pt_loci, ibs: dict | None, typed: tuple[str, ...]):
