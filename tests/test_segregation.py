@@ -526,3 +526,32 @@ def test_pedigree_roles_kept_per_signature(ref, tmp_path):
     for _ in range(2):
         with pytest.raises(InputError, match="has sex F"):
             pedigree_roles(bad)
+
+
+def test_conflicts_of_a_family_served_from_a_kept_interpretation_name_its_own_alleles(ref, tmp_path):
+    """The kept interpretation says only whether the best solution leaves an allele unexplained; the
+    conflict itself (who, which allele, the likely causes) is the family's own: S1's A*24:02 in the first
+    family, Kid2's A*33:01 in the second, which has the same coded loci."""
+    from haplomatch import segregation
+    from haplomatch.segregation import SegregationSettings
+
+    head = "id,relation,sex,A,B\n"
+    first = ("F,father,M,A*01:01+A*02:01,B*08:01+B*07:02\nM,mother,F,A*03:01+A*11:01,B*44:02+B*51:01\n"
+             "P,patient,F,A*01:01+A*03:01,B*08:01+B*44:02\nS1,brother,M,A*24:02+A*11:01,B*07:02+B*51:01\n")
+    second = ("Dad,father,M,A*68:01+A*26:01,B*18:01+B*35:01\nMum,mother,F,A*32:01+A*31:01,B*57:01+B*58:01\n"
+              "Kid,patient,F,A*68:01+A*32:01,B*18:01+B*57:01\nKid2,sister,F,A*33:01+A*31:01,B*35:01+B*58:01\n")
+    segregation._clear_kept()
+    got = []
+    for name, rows in (("one", first), ("two", second)):
+        f = tmp_path / f"{name}.csv"
+        f.write_text(head + rows)
+        (fam,), _ = read_family_file(f, ref.nomenclature)
+        got.append((segregate(fam, ref.nomenclature), segregate(fam, ref.nomenclature,
+                                                                SegregationSettings(fast=False))))
+    assert len(segregation._TEMPLATES) == 1
+    for fast, slow in got:
+        assert repr(fast) == repr(slow)
+    (c1,), (c2,) = got[0][0].conflicts, got[1][0].conflicts
+    assert (c1.person, c1.alleles, c1.side) == ("S1", ("A*24:02",), "father")
+    assert (c2.person, c2.alleles, c2.side) == ("Kid2", ("A*33:01",), "father")
+    assert "Kid2: A*33:01 at A is in neither haplotype of the father" in c2.message

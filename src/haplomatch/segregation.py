@@ -428,7 +428,7 @@ def _interpreted(family: Family, nomenclature: Nomenclature, settings: Segregati
                 _SEARCHES[key] = found
             paths, best, overflow = found
             paths = _merge_mirrors(paths, members, ped, people)
-            tpl = _template(family, ped, members, loci, locus_data, paths, best, overflow, m)
+            tpl = _template(family, ped, members, loci, locus_data, paths, best, overflow, m, settings)
             if len(_TEMPLATES) >= _SHARED_MAX:
                 _TEMPLATES.clear()
             _TEMPLATES[fkey] = tpl
@@ -436,7 +436,7 @@ def _interpreted(family: Family, nomenclature: Nomenclature, settings: Segregati
         locus_data = [_locus_reference(locus, ped, members, people, m, settings.unexplained_cost) for locus in loci]
         paths, best, overflow = _search(members, shape, n_states, locus_data, None, settings, fast)
         paths = _merge_mirrors(paths, members, ped, people)
-        tpl = _template(family, ped, members, loci, locus_data, paths, best, overflow, m)
+        tpl = _template(family, ped, members, loci, locus_data, paths, best, overflow, m, settings)
     return family, ped, members, loci, locus_data, tpl, m
 
 
@@ -1287,6 +1287,7 @@ class _Template:
     members: tuple[tuple, ...]  # per member after the patient: _relationship_parts' answer
     parents: tuple[tuple[int, str, tuple[str, ...]], ...]  # place, label, loci typed (parents in the family)
     path0: tuple  # the first solution (the conflicts are read on it)
+    no_conflicts: bool  # every typed allele explained on it (the conflicts' texts name the family's own)
     n_solutions: int
     best: float
     overflow: bool
@@ -1317,7 +1318,7 @@ def _typed_at(family, loci, locus_data) -> dict[str, set[str]]:
     return {p.id: {loc for loc, t in p.hla.items() if t is not None and _is_typed(t)} for p in family.people}
 
 
-def _template(family, ped, members, loci, locus_data, paths, best, overflow, m: _Matcher) -> _Template:
+def _template(family, ped, members, loci, locus_data, paths, best, overflow, m: _Matcher, settings) -> _Template:
     people = {p.id: p for p in family.people}
     pt = people[ped.patient]
     idx = {mb.id: i for i, mb in enumerate(members)}
@@ -1411,8 +1412,15 @@ def _template(family, ped, members, loci, locus_data, paths, best, overflow, m: 
     nones = [len(c[2]) - 1 for c in codes]  # the unseen value, left out as _sorted_values leaves out None
     return _Template(tuple((h, tuple(tuple(s - {none}) for s, none in zip(per_locus, nones)))
                            for h, per_locus in haps.items()),
-                     persons, tuple(recombinants), tuple(member_parts), tuple(parents), tuple(path0), len(paths),
+                     persons, tuple(recombinants), tuple(member_parts), tuple(parents), tuple(path0),
+                     not _family_conflicts(family, ped, members, loci, locus_data, path0, m, settings), len(paths),
                      best, overflow)
+
+
+def _family_conflicts(family, ped, members, loci, locus_data, path0, m: _Matcher, settings) -> list[Conflict]:
+    return _conflicts(ped, members, loci, locus_data, path0, {p.id: p for p in family.people}, m,
+                      (lambda li, st: locus_data[li].best_options(members, st))
+                      if settings.fast and settings.unexplained_cost > 0 else None)
 
 
 def _named(family, ped, members, loci, locus_data, tpl: _Template, m: _Matcher, settings,
@@ -1446,9 +1454,8 @@ def _named(family, ped, members, loci, locus_data, tpl: _Template, m: _Matcher, 
             for loc, val, idx in zip(loci, vals, per_locus):  # as _sorted_values: names in order, without None
                 per[loc] = (val[idx[0]],) if len(idx) == 1 else tuple(sorted([val[i] for i in idx]))
     recombinants = [Recombinant(ids[place], side, between) for place, side, between in tpl.recombinants]
-    conflicts = _conflicts(ped, members, loci, locus_data, tpl.path0, people, m,
-                           (lambda li, st: locus_data[li].best_options(members, st))
-                           if settings.fast and settings.unexplained_cost > 0 else None)
+    conflicts = [] if tpl.no_conflicts else _family_conflicts(family, ped, members, loci, locus_data, tpl.path0, m,
+                                                              settings)
     rels = []
     for mb, (named, evidence, fields, possibilities) in zip(members[1:], tpl.members):
         p = people[mb.id]
