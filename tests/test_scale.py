@@ -15,8 +15,9 @@ No timed assertions.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 import random
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,16 @@ def test_screen_worker_processes_do_not_change_the_output(ref, families_csv, mon
     one = screen_files(ref, [families_csv, bad])
     monkeypatch.setattr(screen, "_PIECE", 2)
     monkeypatch.setattr(screen, "_MIN_PART", 1)
+    # the parts' candidates come back through files in a temporary directory, removed afterwards
+    spill_root = tmp_path / "tmp"
+    spill_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill_root))
+    sent = []
+    unspilled = screen._unspilled
+    monkeypatch.setattr(screen, "_unspilled", lambda x: sent.append(x[1]) or unspilled(x))
     two = screen_files(ref, [families_csv, bad], workers=2)
+    assert len(sent) > 2 and all(p and p.endswith(".arrow") for p in sent)
+    assert list(spill_root.iterdir()) == []
     assert one.rejected > 0 and one.candidates_out > 0
     assert one.candidates.equals(two.candidates) and one.rejects.equals(two.rejects)
     assert (one.rows_in, one.patients, one.rejected, one.families, one.families_rejected) == (
