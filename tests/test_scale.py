@@ -119,6 +119,12 @@ def test_screen_worker_processes_do_not_change_the_output(ref, families_csv, mon
     two = screen_files(ref, [families_csv, bad], workers=2)
     assert len(sent) > 2 and all(p and p.endswith(".arrow") for p in sent)
     assert list(spill_root.iterdir()) == []
+    # without a usable temporary directory the results come through the pipe: the same output
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    sent.clear()
+    piped = screen_files(ref, [families_csv, bad], workers=2)
+    assert sent and all(p is None for p in sent)
+    assert piped.candidates.equals(two.candidates) and piped.rejects.equals(two.rejects)
     assert one.rejected > 0 and one.candidates_out > 0
     assert one.candidates.equals(two.candidates) and one.rejects.equals(two.rejects)
     assert (one.rows_in, one.patients, one.rejected, one.families, one.families_rejected) == (

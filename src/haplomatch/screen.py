@@ -34,6 +34,7 @@ Row accounting (every input row is in exactly one place)
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import tempfile
@@ -461,7 +462,14 @@ def _worker_part(sources: list[_Source], opts: dict, spill: str | None = None) -
     import os
 
     path = os.path.join(spill, f"part-{os.getpid()}-{next(_SPILLED)}.arrow")
-    result.candidates.write_ipc(path)
+    try:
+        result.candidates.write_ipc(path)
+    except OSError:  # no room or no access: the result goes through the pipe after all
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        return result, None
     return replace(result, candidates=result.candidates.clear()), path
 
 
@@ -559,7 +567,11 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
     else:
         done, results = 0, []
         t_split = time.perf_counter() - t0
-        with pool or _pool(ref, workers) as ex, tempfile.TemporaryDirectory(prefix="haplomatch-screen-") as spill:
+        with pool or _pool(ref, workers) as ex, contextlib.ExitStack() as stack:
+            try:
+                spill = stack.enter_context(tempfile.TemporaryDirectory(prefix="haplomatch-screen-"))
+            except OSError:  # no temporary directory: the results go through the pipe
+                spill = None
             futures = [ex.submit(_worker_part, srcs, opts, spill) for srcs, _ in parts]
             for fut, (_, k) in zip(futures, parts):
                 results.append(_unspilled(fut.result()))
