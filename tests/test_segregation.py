@@ -448,9 +448,9 @@ def test_interpretation_kept_for_a_family_alike_up_to_names(ref, tmp_path):
              "P,patient,F,A*01:01+A*03:01,B*08:01+B*44:02\nS1,brother,M,A*02:01+A*11:01,B*07:02+B*51:01\n"
              "S2,brother,M,A*01:01+A*11:01,B*08:01+B*51:01\n")
     # names changed (A*01:01→A*24:02, A*02:01→A*26:01, A*03:01→A*68:01, B*08:01→B*18:01, B*44:02→B*35:01),
-    # S1 a sister listed first, a grandmother at the end
+    # S1 a sister listed first, a grandmother at the end, a male patient (his sex matters only to his children)
     second = ("Z9,sister,F,A*26:01+A*11:01,B*07:02+B*51:01\nDad,father,M,A*24:02+A*26:01,B*18:01+B*07:02\n"
-              "Mum,mother,F,A*68:01+A*11:01,B*35:01+B*51:01\nKid,patient,F,A*24:02+A*68:01,B*18:01+B*35:01\n"
+              "Mum,mother,F,A*68:01+A*11:01,B*35:01+B*51:01\nKid,patient,M,A*24:02+A*68:01,B*18:01+B*35:01\n"
               "Bro,brother,M,A*24:02+A*11:01,B*18:01+B*51:01\nGran,paternal grandmother,F,A*24:02+A*30:01,\n")
     fams = []
     for name, rows in (("one", first), ("two", second)):

@@ -411,8 +411,9 @@ def _interpreted(family: Family, nomenclature: Nomenclature, settings: Segregati
     if fast:
         locus_data, is_nuclear, keys = _shared_loci(loci, ped, members, people, m, settings.unexplained_cost)
         # the interpretation reads the family through its coded loci, the members' kinds, the parents'
-        # presence and typing and the patient's sex only (see _Template): one template per such family
-        fkey = (settings, keys, loci, tuple(mb.kind for mb in members), pt.sex,
+        # presence and typing and (for the patient's children's labels only) the patient's sex (see
+        # _Template): one template per such family
+        fkey = (settings, keys, loci, tuple(mb.kind for mb in members), pt.sex if ped.children else None,
                 *((n in people, _typed_anywhere(people.get(n))) for n in (ped.father, ped.mother)))
         tpl = _TEMPLATES.get(fkey)
         if tpl is None:
@@ -1278,7 +1279,8 @@ class _Template:
     """What the interpretation says of a family with its people as places (0 father, 1 mother, 2… the members
     in order: patient, siblings, …) and its slot strings as value indices per locus (the index after the last
     value: no value). It follows from the coded loci, the members' kinds, the search's solutions, the parents'
-    presence and typing and the patient's sex, so a family with the same ones gets the same template
+    presence and typing and, when the patient's children are members, the patient's sex (their labels say
+    which of the patient's haplotypes is paternal), so a family with the same ones gets the same template
     (``_TEMPLATES``); :func:`_named` puts the family's own ids, relations and strings back."""
 
     haps: tuple[tuple[str, tuple[tuple[int, ...], ...]], ...]  # label → per locus, the possible values' indices
