@@ -7,7 +7,8 @@ the exclusion rules that fired (``excluded_by``), the one-line ``summary`` and t
 
 How the work is split
     Reading (``familyfile.read_family_file``, every problem located) and segregation
-    (``segregation.segregate``) run per family: a loop over families. Pair facts and ranking run once over the
+    (``segregation.family_relationships``: ``segregate``'s relationships, conflicts and notes) run per family:
+    a loop over families. Pair facts and ranking run once over the
     pairs of many families (``chunk``, default 5,000, bounds the memory of the wide pair-facts table): one pair
     table (``persons.pair_frame`` on ``family_id``), one ``pairfacts.pair_facts`` call, one ``ranking.evaluate``
     sort; the rank within each family is the position in that global order, taken per family by a stable sort
@@ -15,7 +16,8 @@ How the work is split
     and ``summary`` are polars expressions over the rule columns, equal to what ``ranking.explain`` /
     ``ranking.summary`` give one candidate at a time. With ``workers`` > 1, the files are cut into parts of
     whole families (a family never straddles two parts), each part screened in its own process, and the
-    parts joined in order: ranks are relative within a family, so the output is the same.
+    parts joined in order: ranks are relative within a family, so the output is the same. A part's
+    candidates come back as an Arrow IPC file in a temporary directory (through the pipe when there is none).
 
 Row accounting (every input row is in exactly one place)
     - a **candidate** row of the output: a family member other than the patient, in a screened family;
