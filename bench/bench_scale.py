@@ -179,6 +179,24 @@ def machine() -> str:
             f"{platform.python_version()}, polars {pl.__version__}, load average {os.getloadavg()[0]:.2f} at start")
 
 
+def pace() -> str:
+    """Milliseconds for a fixed pure-Python workload of the screen's kind (strings, tuples, dicts), median of
+    three: a VM's speed can drift by a fifth within minutes, and runs are only comparable at equal pace."""
+    def work() -> int:
+        seen: dict[tuple[str, int], int] = {}
+        for i in range(200_000):
+            key = (f"A*{i % 997:02d}:{i % 89:02d}", i % 7)
+            seen[key] = seen.get(key, 0) + len(key[0])
+        return sum(seen.values())
+
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - t)
+    return f"pace {sorted(times)[1] * 1e3:.0f} ms (a fixed Python workload; lower is faster)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke test: 10^4 donors, 10^3 families")
@@ -218,6 +236,7 @@ def main() -> None:
 
     if a.only == "screen":
         return main_screen(a, families, registry, sample, None)
+    print(f"before (a): {pace()}")
     s = run_child("search", registry, 10, a.batch)
     tm = s["timings"]
     steady = s["rows"] / max(tm.get("read", 0) + tm.get("cells", 0) + tm.get("facts", 0) + tm.get("select", 0), 1e-9)
@@ -238,7 +257,9 @@ def main() -> None:
 
 
 def main_screen(a, families: Path, registry: Path, sample: int, s: dict | None) -> None:
+    print(f"before (b): {pace()}")
     sc = run_child("screen", families, a.workers)
+    after = pace()
     fps = sc["families"] / sc["seconds"]
     print(f"(b) screening {sc['families']:,} families (in {a.workers} process(es)) ({sc['rows_in']:,} rows -> {sc['candidates']:,} candidates, "
           f"{sc['rejected']:,} rows rejected)")
@@ -251,7 +272,8 @@ def main_screen(a, families: Path, registry: Path, sample: int, s: dict | None) 
     if "main_split" in tm:
         print(f"    main process: reading and cutting the files {tm['main_split']:.2f} s, joining the parts "
               f"{tm['main_merge']:.2f} s")
-    print(f"    {sc['line']}\n")
+    print(f"    {sc['line']}")
+    print(f"after (b): {after}\n")
 
     bp = run_child("baseline_pairs", families, max(10, sample // 4), sample)
     per_loop = bp["loop_seconds"] / bp["sample"]
