@@ -429,7 +429,7 @@ def _interpreted(family: Family, nomenclature: Nomenclature, settings: Segregati
                 _SEARCHES[key] = found
             paths, best, overflow = found
             paths = _merge_mirrors(paths, members, ped, people)
-            tpl = _template(family, ped, members, loci, locus_data, paths, best, overflow, m, settings)
+            tpl = _template(family, people, ped, members, loci, locus_data, paths, best, overflow, m, settings)
             if len(_TEMPLATES) >= _SHARED_MAX:
                 _TEMPLATES.clear()
             _TEMPLATES[fkey] = tpl
@@ -437,8 +437,8 @@ def _interpreted(family: Family, nomenclature: Nomenclature, settings: Segregati
         locus_data = [_locus_reference(locus, ped, members, people, m, settings.unexplained_cost) for locus in loci]
         paths, best, overflow = _search(members, shape, n_states, locus_data, None, settings, fast)
         paths = _merge_mirrors(paths, members, ped, people)
-        tpl = _template(family, ped, members, loci, locus_data, paths, best, overflow, m, settings)
-    return family, ped, members, loci, locus_data, tpl, m
+        tpl = _template(family, people, ped, members, loci, locus_data, paths, best, overflow, m, settings)
+    return family, people, ped, members, loci, locus_data, tpl, m
 
 
 def _typed_anywhere(p) -> bool:
@@ -1320,8 +1320,8 @@ def _typed_at(family, loci, locus_data) -> dict[str, set[str]]:
     return {p.id: {loc for loc, t in p.hla.items() if t is not None and _is_typed(t)} for p in family.people}
 
 
-def _template(family, ped, members, loci, locus_data, paths, best, overflow, m: _Matcher, settings) -> _Template:
-    people = {p.id: p for p in family.people}
+def _template(family, people: dict, ped, members, loci, locus_data, paths, best, overflow, m: _Matcher,
+              settings) -> _Template:
     pt = people[ped.patient]
     idx = {mb.id: i for i, mb in enumerate(members)}
     typed_at = _typed_at(family, loci, locus_data)
@@ -1415,22 +1415,21 @@ def _template(family, ped, members, loci, locus_data, paths, best, overflow, m: 
     return _Template(tuple((h, tuple(tuple(s - {none}) for s, none in zip(per_locus, nones)))
                            for h, per_locus in haps.items()),
                      persons, tuple(recombinants), tuple(member_parts), tuple(parents), tuple(path0),
-                     not _family_conflicts(family, ped, members, loci, locus_data, path0, m, settings), len(paths),
+                     not _family_conflicts(people, ped, members, loci, locus_data, path0, m, settings), len(paths),
                      best, overflow)
 
 
-def _family_conflicts(family, ped, members, loci, locus_data, path0, m: _Matcher, settings) -> list[Conflict]:
-    return _conflicts(ped, members, loci, locus_data, path0, {p.id: p for p in family.people}, m,
+def _family_conflicts(people: dict, ped, members, loci, locus_data, path0, m: _Matcher, settings) -> list[Conflict]:
+    return _conflicts(ped, members, loci, locus_data, path0, people, m,
                       (lambda li, st: locus_data[li].best_options(members, st))
                       if settings.fast and settings.unexplained_cost > 0 else None)
 
 
-def _named(family, ped, members, loci, locus_data, tpl: _Template, m: _Matcher, settings,
+def _named(family, people: dict, ped, members, loci, locus_data, tpl: _Template, m: _Matcher, settings,
            full: bool) -> Segregation | Relationships:
     """The family's Segregation from its template: its ids, relations and slot strings put back; the notes,
     the conflicts and the relatives compared by state are the family's own. Not ``full``: its Relationships
     (the haplotypes' alleles are named only for relatives compared by state)."""
-    people = {p.id: p for p in family.people}
     pt = people[ped.patient]
     ids = [ped.father, ped.mother] + [mb.id for mb in members]
 
@@ -1456,7 +1455,7 @@ def _named(family, ped, members, loci, locus_data, tpl: _Template, m: _Matcher, 
             for loc, val, idx in zip(loci, vals, per_locus):  # as _sorted_values: names in order, without None
                 per[loc] = (val[idx[0]],) if len(idx) == 1 else tuple(sorted([val[i] for i in idx]))
     recombinants = [Recombinant(ids[place], side, between) for place, side, between in tpl.recombinants]
-    conflicts = [] if tpl.no_conflicts else _family_conflicts(family, ped, members, loci, locus_data, tpl.path0, m,
+    conflicts = [] if tpl.no_conflicts else _family_conflicts(people, ped, members, loci, locus_data, tpl.path0, m,
                                                               settings)
     rels = []
     for mb, (named, evidence, fields, possibilities) in zip(members[1:], tpl.members):
