@@ -601,6 +601,46 @@ def test_search_reads_the_three_hla_layouts_alike(ref, pool, tmp_path):
         assert r.facts.equals(res[0].facts)
 
 
+def test_search_batch_with_no_donor_that_could_enter(ref, pool, tmp_path, monkeypatch):
+    """A batch whose every donor ranks after the best N already found is dropped whole (it used to fail)."""
+    import haplomatch.search as search_mod
+
+    reg = simulate_registry(300, 9, pool=pool)
+    hla = [c for c in reg.columns if c.split("_")[0] in ("A", "C", "B", "DRB1", "DQB1", "DPB1")]
+    first = reg.row(0, named=True)
+    # the first 12 donors carry the patient's typing (12/12): no later, random donor can enter the best 5
+    reg = reg.with_columns([pl.when(pl.int_range(pl.len()) < 12).then(pl.lit(first[c])).otherwise(pl.col(c))
+                            .alias(c) for c in hla])
+    path = tmp_path / "reg.parquet"
+    reg.write_parquet(path)
+    gl = "^".join(f"{first[f'{loc}_1']}+{first[f'{loc}_2']}" for loc in ("A", "C", "B", "DRB1", "DQB1", "DPB1"))
+    patient = person_from_gl("PT", gl, nomenclature=ref.nomenclature, relation="patient", sex="F", cmv=False,
+                             abo="A", rh="+")
+    kept_sizes = []
+    real = search_mod._prefilter
+
+    def spy(*args):
+        out = real(*args)
+        kept_sizes.append(out.size)
+        return out
+
+    monkeypatch.setattr(search_mod, "_prefilter", spy)
+    res = search_registry(ref, patient, path, top=5, batch_size=50)
+    assert 0 in kept_sizes[1:]  # the case under test happened
+    assert (res.rows_in, res.ranked, res.rejected, res.batches) == (300, 300, 0, 6)
+    assert {c.id for c in res.candidates} <= set(reg["donor_id"].head(12).to_list())
+    assert res.facts["grade12_bi"].to_list() == [12] * 5
+    whole = search_registry(ref, patient, path, top=5, batch_size=10**6, force_general=True)
+    assert [c.id for c in res.candidates] == [c.id for c in whole.candidates]
+    # the fast facts of no donor: an empty table with the general path's columns and types
+    layout, _ = registry_layout(reg.columns)
+    reader = RegistryReader(ref, layout)
+    batch = reader.read(reg)
+    none = FastFacts(ref, patient, reader.slots).facts(batch, np.zeros(0, dtype=np.int64), set(FAST_COLUMNS))
+    general = pair_facts(ref, pair_frame(people_frame([patient]), batch.people(np.arange(3))), None)
+    assert none.height == 0 and none.schema == general.select(none.columns).schema
+
+
 def test_search_rejects_unreadable_rows(ref, pool, tmp_path):
     reg = simulate_registry(50, 2, pool=pool)
     reg = reg.with_columns(

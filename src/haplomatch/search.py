@@ -845,7 +845,7 @@ class FastFacts:
         self._qa: dict = {}
         self._tce: dict[int, int] = {}
         self._tce_rows: list[dict] = []
-        self._tce_table: pl.DataFrame | None = None
+        self._tce_table = pl.DataFrame(schema=_TCE_SCHEMA)  # one row per computed (renamed row, TCE groups)
         self._tce_dense = np.full(0, -1, dtype=np.int64)
         self._n_slots = 0
         self.base: dict[str, np.ndarray] = {}
@@ -1031,7 +1031,7 @@ class FastFacts:
         k = 64 if self.tce.max() < 63 else int(self.tce.max()) + 2
         cls = (qidx * k + t1) * k + t2
         # a dense table answers the classes seen before; the others are found with np.unique
-        if self._tce_dense.size <= cls.max():
+        if cls.size and self._tce_dense.size <= cls.max():
             grown = np.full(int(cls.max()) + 1 + 4096, -1, dtype=np.int64)
             grown[:self._tce_dense.size] = self._tce_dense
             self._tce_dense = grown
