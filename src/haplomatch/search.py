@@ -267,9 +267,11 @@ def _intern(df: pl.DataFrame, items: list[tuple[str, _Interner, pl.Expr]],
     found = {name: it.find(h1[name]) if len(it) else np.full(df.height, -1, dtype=np.int64) for name, it, _ in items}
     missing = {}
     for name, it, e in items:
-        miss = found[name] < 0
-        if miss.any():
-            at = pl.Series(np.flatnonzero(miss))  # the few rows with values not seen before
+        miss = np.flatnonzero(found[name] < 0)
+        if miss.size:
+            # one row per new hash (the first), so that only distinct values are gathered: in a registry's
+            # first batch every row is new; a value whose hash equals another's is caught by the second hash
+            at = pl.Series(miss[pl.Series(h1[name][miss]).is_first_distinct().to_numpy()])
             missing[name] = df.select(e.gather(at).alias("v"))["v"].unique(maintain_order=True)
     if missing and before is not None:
         before(missing)
