@@ -33,8 +33,9 @@ from haplomatch.persons import pair_frame, people_frame, person_from_gl
 from haplomatch.ranking import evaluate, rank_family
 from haplomatch.rulefiles import rules_path
 from haplomatch.screen import screen_files
+from haplomatch.errors import InputError
 from haplomatch.search import (
-    FAST_COLUMNS, FastFacts, RegistryReader, registry_layout, registry_rules, search_registry,
+    FAST_COLUMNS, FastFacts, NoDonorReadError, RegistryReader, registry_layout, registry_rules, search_registry,
 )
 from haplomatch.simulate import AllelePool, SimOptions, family_frame, simulate_families, simulate_registry
 
@@ -657,6 +658,69 @@ def test_search_rejects_unreadable_rows(ref, pool, tmp_path):
     assert res.rejects["row"].to_list() == [4, 6, 9]
     reasons = res.rejects["reason"].to_list()
     assert "A*99:99" in reasons[0] and "[sex]" in reasons[1] and "empty donor id" in reasons[2]
+
+
+def test_search_rejects_csv_rows_with_a_wrong_number_of_cells(ref, pool, tmp_path):
+    """A short row (polars would pad it: the donor would lose its KIR genes), a long row (polars would refuse
+    the file) and a blank line are rejected for that alone; every other row is ranked as without them."""
+    reg = simulate_registry(60, 6, pool=pool)
+    clean = tmp_path / "clean.csv"
+    reg.write_csv(clean)
+    lines = clean.read_text().splitlines()
+    header = lines[0].split(",")
+    short = ",".join(lines[4].split(",")[:-3])  # donor 4 without its last three KIR cells
+    long = lines[9] + ",1"  # donor 9 with one cell too many
+    body = lines[1:4] + [short] + lines[5:9] + [long] + lines[10:20] + [""] + lines[20:]
+    path = tmp_path / "ragged.csv"
+    path.write_text("\n".join([lines[0], *body]) + "\n")
+    patient = person_from_gl("PT", "A*02:01+A*24:02^B*07:02+B*44:02", nomenclature=ref.nomenclature,
+                             relation="patient")
+    res = search_registry(ref, patient, path, top=60, batch_size=7)
+    assert (res.rows_in, res.rejected, res.ranked) == (61, 3, 58)
+    assert res.rejects["row"].to_list() == [4, 9, 20]
+    assert res.rejects["donor_id"].to_list()[:2] == ["D00000004", "D00000009"]
+    reasons = res.rejects["reason"].to_list()
+    assert reasons == [f"row has {len(header) - 3} cells, the header has {len(header)} (a missing or extra separator?)",
+                       f"row has {len(header) + 1} cells, the header has {len(header)} (a missing or extra separator?)",
+                       f"row has 0 cells, the header has {len(header)} (a missing or extra separator?)"]
+    # the other donors: as from the clean file without donors 4 and 9
+    kept = reg.filter(~pl.col("donor_id").is_in(["D00000004", "D00000009"]))
+    kept_path = tmp_path / "kept.parquet"
+    kept.write_parquet(kept_path)
+    ref_res = search_registry(ref, patient, kept_path, top=60)
+    assert [c.id for c in res.candidates] == [c.id for c in ref_res.candidates]
+    assert [c.summary for c in res.candidates] == [c.summary for c in ref_res.candidates]
+
+
+def test_search_where_no_row_reads_says_why_and_writes_the_rejects(ref, pool, tmp_path):
+    reg = simulate_registry(30, 8, pool=pool).with_columns(pl.lit("A*99:99").alias("A_1"))
+    path = tmp_path / "bad.csv"
+    reg.write_csv(path)
+    patient = person_from_gl("PT", "A*02:01+A*24:02", nomenclature=ref.nomenclature, relation="patient")
+    with pytest.raises(NoDonorReadError) as e:
+        search_registry(ref, patient, path, top=5)
+    probs = e.value.problems
+    assert "none of the registry's 30 rows could be read" in probs[0].message
+    assert [p.row for p in probs[1:21]] == list(range(1, 21)) and "A*99:99" in probs[1].message
+    assert probs[-1].message == "and 10 more rows"
+    assert e.value.rejects.height == 30
+    rej = tmp_path / "rej.csv"
+    r = CliRunner().invoke(search_cmd, ["--patient", "A*02:01+A*24:02", "--donors", str(path), "--rejects", str(rej)])
+    assert r.exit_code == 2 and "none of the registry's 30 rows could be read" in r.output
+    assert pl.read_csv(rej)["row"].to_list() == list(range(1, 31))
+    # a header and no row; no donor id column; an empty file
+    head_only = tmp_path / "head.csv"
+    head_only.write_text(path.read_text().splitlines()[0] + "\n")
+    with pytest.raises(InputError, match="no donor rows"):
+        search_registry(ref, patient, head_only)
+    no_id = tmp_path / "noid.csv"
+    reg.drop("donor_id").head(3).write_csv(no_id)
+    with pytest.raises(InputError, match="no donor id column"):
+        search_registry(ref, patient, no_id)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    r = CliRunner().invoke(search_cmd, ["--patient", "A*02:01+A*24:02", "--donors", str(empty)])
+    assert r.exit_code == 2 and "the registry file is empty" in r.output and "Traceback" not in r.output
 
 
 def test_search_command(ref, pool, tmp_path):

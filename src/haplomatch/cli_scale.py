@@ -176,7 +176,7 @@ def search_cmd(patient_gl, patient_kir, patient_id, patient_sex, patient_abo, pa
     from haplomatch.ranking import Ranking
     from haplomatch.report.text import ranking_csv, ranking_markdown, ranking_table
     from haplomatch.screen import write_table
-    from haplomatch.search import search_registry
+    from haplomatch.search import NoDonorReadError, search_registry
 
     _check_suffix(registry, "--donors")
     _check_suffix(out, "--out")
@@ -210,6 +210,8 @@ def search_cmd(patient_gl, patient_kir, patient_id, patient_sex, patient_abo, pa
                               progress=lambda rows, batches: bar(rows, None))
     except HaplomatchError as e:
         bar.close()
+        if rejects_file is not None and isinstance(e, NoDonorReadError):
+            write_table(e.rejects, rejects_file)  # every row rejected: the file says why, row by row
         _fail(e)
     bar.close()
     for w in res.warnings:

@@ -4,7 +4,8 @@ How it works (and why it is exact)
 ----------------------------------
 The registry (Parquet or CSV) is read with a polars lazy scan in batches (``batch_size`` rows, default
 200,000); only the current batch (and, for Parquet, the next one, read meanwhile) and the running best
-``top`` donors are held in memory.
+``top`` donors are held in memory. Its columns are mapped before any row is read, and a CSV's rows with a
+wrong number of cells are found first and rejected for that alone (:mod:`haplomatch.registryfile`).
 
 1. **Reading a batch** (:class:`RegistryReader`). Every cell is interpreted by the code that reads family
    files — ``nomenclature.normalise`` and ``hlatyping.parse_cell`` / ``from_gl_text`` for HLA,
@@ -82,7 +83,8 @@ from haplomatch.slotfacts import slot_tce_facts
 
 __all__ = [
     "PROFILE_FILES", "FAST_COLUMNS", "DEFAULT_BATCH", "SearchResult", "RegistryLayout", "RegistryReader",
-    "FastFacts", "search_registry", "registry_rules", "needed_columns", "ranking_columns", "registry_layout",
+    "FastFacts", "NoDonorReadError", "search_registry", "registry_rules", "needed_columns", "ranking_columns",
+    "registry_layout",
 ]
 
 #: Profiles shipped for registry search (``rules/``); other names are looked up in ``ranking.PROFILES``.
@@ -1287,31 +1289,21 @@ class SearchResult:
                 f"({self.rows_in / max(self.seconds, 1e-9):,.0f} donors/s; {self.path} facts)")
 
 
-def _batches(path: Path, batch_size: int) -> Iterator[pl.DataFrame]:
-    """The registry's batches, in order. A Parquet batch is read while the one before is worked on (polars
-    reads without holding Python's lock): two batches in memory at most."""
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        from concurrent.futures import ThreadPoolExecutor
-
-        lf = pl.scan_parquet(path)
-        total = lf.select(pl.len()).collect().item()
-        starts = range(0, total, batch_size)
-        if len(starts) < 2:
-            for start in starts:
-                yield lf.slice(start, batch_size).collect()
-            return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            ahead = pool.submit(lambda: lf.slice(0, batch_size).collect())
-            for start in starts:
-                batch = ahead.result()
-                if start + batch_size < total:
-                    ahead = pool.submit(lambda s=start + batch_size: lf.slice(s, batch_size).collect())
-                yield batch
-                del batch
-        return
-    sep = "\t" if suffix in (".tsv", ".tab") else ","
-    yield from pl.scan_csv(path, separator=sep, infer_schema=False).collect_batches(chunk_size=batch_size)
+def _ragged(b: _Batch, rows: np.ndarray, cells: np.ndarray, header: int, start: int) -> _Batch:
+    """``b`` with its rows that have a wrong number of cells (``rows``: 1-based registry rows, sorted, with
+    their ``cells``) rejected for that alone: their cells are misplaced, so what they read as says nothing."""
+    lo, hi = np.searchsorted(rows, [start + 1, start + b.n + 1])
+    if lo == hi:
+        return b
+    at = rows[lo:hi] - 1 - start
+    error = b.error.copy()
+    error[at] = True
+    msg: list[str | None] = [None] * b.n
+    for k, n in zip(at.tolist(), cells[lo:hi].tolist()):
+        msg[k] = f"row has {n} cell{'' if n == 1 else 's'}, the header has {header} (a missing or extra separator?)"
+    idx = pl.Series(at, dtype=pl.UInt32)
+    reason = [s.clone().scatter(idx, None) for s in b.reason] + [pl.Series("\x00cells", msg, dtype=pl.String)]
+    return dataclasses.replace(b, error=error, reason=reason)
 
 
 def _prefix_columns(df: pl.DataFrame, rules) -> tuple[pl.DataFrame, list[tuple[str, bool]]]:
@@ -1409,6 +1401,32 @@ def _prefilter(fast: FastFacts, b: _Batch, rows: np.ndarray, rules, cols: set[st
     return rows[ok[inv]]
 
 
+class NoDonorReadError(InputError):
+    """No row of the registry could be read: the problems name the first rows and why; ``rejects`` (row,
+    donor_id, reason) holds every rejected row (up to ``max_rejects``), for the rejects file."""
+
+    def __init__(self, problems: list[Problem], rejects: pl.DataFrame) -> None:
+        super().__init__(problems)
+        self.rejects = rejects
+
+
+_SHOWN = 20  # rejected rows named in the error when none could be read
+
+
+def _nothing_read(fname: str, rows_in: int, rejected: int, rejects: list[pl.DataFrame]) -> NoDonorReadError:
+    rej = pl.concat(rejects) if rejects else pl.DataFrame(schema={"row": pl.Int64, "donor_id": pl.String,
+                                                                   "reason": pl.String})
+    if rows_in == 0:
+        return NoDonorReadError([Problem("the registry has no donor rows (a header only)", file=fname)], rej)
+    probs = [Problem(f"none of the registry's {rows_in:,} rows could be read; the first:", file=fname,
+                     fix="--rejects FILE lists every row and why")]
+    probs += [Problem(r["reason"], file=fname, row=r["row"], value=r["donor_id"])
+              for r in rej.head(_SHOWN).iter_rows(named=True)]
+    if rejected > _SHOWN:
+        probs.append(Problem(f"and {rejected - _SHOWN:,} more rows", file=fname))
+    return NoDonorReadError(probs, rej)
+
+
 @fewer_collections()  # the first batch makes a few hundred thousand small objects (cells read)
 def search_registry(ref, patient: Person, registry: str | Path, *, profile: str = "unrelated", top: int = 10,
                     rules_path=None, overrides=None, settings=None, antibodies=None,
@@ -1425,13 +1443,17 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     from haplomatch.persons import people_frame
     from haplomatch.ranking import evaluate, rank_facts
 
+    from haplomatch.registryfile import open_registry
+
     t0 = time.perf_counter()
     settings = settings or FactSettings()
     path = Path(registry)
-    if not path.exists():
-        raise InputError.one("registry file not found", file=str(path))
     if top < 1:
         raise HaplomatchError("--top must be at least 1")
+    source = open_registry(path)
+    layout, probs = registry_layout(list(source.columns), str(path))
+    ragged = (np.array(sorted(source.ragged), dtype=np.int64), np.array([source.ragged[r] for r in sorted(source.ragged)],
+                                                                         dtype=np.int64))
     patient_df = people_frame([patient])
     reader: RegistryReader | None = None
     fast: FastFacts | None = None
@@ -1443,7 +1465,7 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     kept_people: pl.DataFrame | None = None  # their people rows (for the general facts at the end), same order
     rows_in = ranked = rejected = batches = 0
     rejects: list[pl.DataFrame] = []
-    warnings: list[str] = []
+    warnings: list[str] = [str(p) for p in probs]
     tm: dict[str, float] = {}
     clock = [time.perf_counter()]
 
@@ -1455,14 +1477,14 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     def general(donors: pl.DataFrame) -> pl.DataFrame:
         return pair_facts(ref, pair_frame(patient_df, donors), None, antibodies, settings)
 
-    for batch in _batches(path, batch_size):
+    for batch in source.batches(batch_size):
         lap("read")
         if reader is None:
-            layout, probs = registry_layout(batch.columns, str(path))
-            warnings += [str(p) for p in probs]
             reader = RegistryReader(ref, layout, settings.compat, missing_second=missing_second)
         b = reader.read(batch)
         start = rows_in
+        if ragged[0].size:
+            b = _ragged(b, *ragged, len(source.columns), start)
         rows_in += b.n
         batches += 1
         if b.error.any():
@@ -1534,7 +1556,7 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
             progress(rows_in, batches)
 
     if reader is None or kept is None or rules is None:
-        raise InputError.one("the registry has no donor that could be read", file=str(path))
+        raise _nothing_read(str(path), rows_in, rejected, rejects)
     donors = kept_people.drop("__row")
     full = general(donors.with_columns(kept["__row"])).rename({"donor___row": "row"})
     cands = rank_facts(full, rules)
