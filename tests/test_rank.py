@@ -10,7 +10,6 @@ father and the sister carry the target antigen.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest

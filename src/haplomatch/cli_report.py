@@ -5,7 +5,6 @@ A thin click layer over :mod:`haplomatch.report.html` (registered in ``cli.py`` 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click

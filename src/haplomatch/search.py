@@ -66,7 +66,7 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
@@ -1442,7 +1442,6 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     from haplomatch.pairfacts import FactSettings, pair_facts
     from haplomatch.persons import people_frame
     from haplomatch.ranking import evaluate, rank_facts
-
     from haplomatch.registryfile import open_registry
 
     t0 = time.perf_counter()
