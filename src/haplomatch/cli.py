@@ -149,15 +149,27 @@ def _nomenclature(ref, mac_table: Path | None):
         _fail(e)
 
 
+def FAMILY_RANKING_OPTIONS(f):  # noqa: N802 - used as a decorator, like REFERENCE_OPTION
+    """The options of the commands that read and rank one family (``rank``, ``report``), in this order."""
+    options = [
+        click.option("--profile", type=click.Choice(["haplo-hsct", "nk-cell-therapy"]), default="haplo-hsct",
+                     show_default=True, help="Treatment profile: haploidentical transplant, or adoptive NK-cell therapy."),
+        click.option("--antibodies", type=click.Path(dir_okay=False, path_type=Path),
+                     help="The patient's antibody report."),
+        click.option("--patient", help="Id of the patient, for pedigree files without a relation column (IHIW-18 PED)."),
+        click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Your own rule file."),
+        click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE", help="Override a rule-file setting."),
+        click.option("--mac-table", type=click.Path(dir_okay=False, path_type=Path),
+                     help="NMDP MAC table (numer.v3.txt)."),
+    ]
+    for option in reversed(options):  # the first listed is shown first
+        f = option(f)
+    return f
+
 @main.command("rank")
 @click.argument("family_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--profile", type=click.Choice(["haplo-hsct", "nk-cell-therapy"]), default="haplo-hsct", show_default=True,
-              help="Treatment profile: haploidentical transplant, or adoptive NK-cell therapy.")
-@click.option("--antibodies", type=click.Path(dir_okay=False, path_type=Path), help="The patient's antibody report.")
-@click.option("--patient", help="Id of the patient, for pedigree files without a relation column (IHIW-18 PED).")
-@click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path), help="Your own rule file.")
-@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE", help="Override a rule-file setting.")
-@click.option("--mac-table", type=click.Path(dir_okay=False, path_type=Path), help="NMDP MAC table (numer.v3.txt).")
+@FAMILY_RANKING_OPTIONS
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table", show_default=True)
 @click.option("--explain", is_flag=True, help="Show under each candidate the rules that fired, with their sources.")
 @REFERENCE_OPTION

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import click
 
-from haplomatch.cli import REFERENCE_OPTION, _antibodies, _fail, _load, _nomenclature, _overrides  # shared CLI pieces
+from haplomatch.cli import (  # shared CLI pieces
+    FAMILY_RANKING_OPTIONS, REFERENCE_OPTION, _antibodies, _fail, _load, _nomenclature, _overrides,
+)
 from haplomatch.errors import HaplomatchError
 
 
@@ -18,13 +20,7 @@ from haplomatch.errors import HaplomatchError
 @click.argument("family_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="HTML file to write ('-' for standard output).")
-@click.option("--profile", type=click.Choice(["haplo-hsct", "nk-cell-therapy"]), default="haplo-hsct", show_default=True,
-              help="Treatment profile: haploidentical transplant, or adoptive NK-cell therapy.")
-@click.option("--antibodies", type=click.Path(dir_okay=False, path_type=Path), help="The patient's antibody report.")
-@click.option("--patient", help="Id of the patient, for pedigree files without a relation column (IHIW-18 PED).")
-@click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path), help="Your own rule file.")
-@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE", help="Override a rule-file setting.")
-@click.option("--mac-table", type=click.Path(dir_okay=False, path_type=Path), help="NMDP MAC table (numer.v3.txt).")
+@FAMILY_RANKING_OPTIONS
 @REFERENCE_OPTION
 def report_cmd(family_file, output, profile, antibodies, patient, rules_file, overrides, mac_table, reference_dir) -> None:
     """Write the donor report of FAMILY_FILE as one HTML file: pedigree with inherited haplotypes,
