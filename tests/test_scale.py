@@ -24,6 +24,8 @@ import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from haplomatch.cli_scale import screen_cmd, search_cmd
 from haplomatch.familyfile import read_family_file
@@ -640,6 +642,40 @@ def test_search_batch_with_no_donor_that_could_enter(ref, pool, tmp_path, monkey
     none = FastFacts(ref, patient, reader.slots).facts(batch, np.zeros(0, dtype=np.int64), set(FAST_COLUMNS))
     general = pair_facts(ref, pair_frame(people_frame([patient]), batch.people(np.arange(3))), None)
     assert none.height == 0 and none.schema == general.select(none.columns).schema
+
+
+@pytest.fixture(scope="module")
+def streamed(ref, pool, tmp_path_factory):
+    """A registry with tricky typings, a few bad rows and two donors with the patient's own typing, the
+    patient, and the whole registry ranked in one piece by the general path."""
+    reg = _registry(pool, 200, 31, tricky=0.3)
+    first = reg.row(0, named=True)
+    hla = [f"{loc}_{i}" for loc in ("A", "C", "B", "DRB1", "DQB1", "DPB1") for i in (1, 2)]
+    reg = reg.with_columns([pl.when(pl.int_range(pl.len()).is_in([0, 150])).then(pl.lit(first[c]))
+                            .otherwise(pl.col(c)).alias(c) for c in hla])
+    reg = reg.with_columns(pl.when(pl.int_range(pl.len()) % 53 == 7).then(pl.lit("A*99:99")).otherwise(pl.col("A_1"))
+                           .alias("A_1"))
+    path = tmp_path_factory.mktemp("streamed") / "reg.parquet"
+    reg.write_parquet(path)
+    gl = "^".join(f"{first[f'{loc}_1'] or 'DPB1*04:01'}+{first[f'{loc}_2'] or first[f'{loc}_1'] or 'DPB1*04:01'}"
+                  for loc in ("A", "C", "B", "DRB1", "DQB1", "DPB1"))
+    patient = person_from_gl("PT", gl, nomenclature=ref.nomenclature, relation="patient", sex="F", cmv=False,
+                             abo="A", rh="+")
+    batch = RegistryReader(ref, registry_layout(reg.columns)[0]).read(reg)
+    facts = pair_facts(ref, pair_frame(people_frame([patient]), batch.people(np.nonzero(~batch.error)[0])), None)
+    ranked = evaluate(facts, registry_rules("unrelated", None, dict(facts.schema)))["id"].to_list()
+    return path, patient, ranked
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.integers(25, 120), top=st.integers(1, 12))
+def test_streamed_best_n_are_the_best_n_of_the_whole_registry(ref, streamed, batch, top):
+    """Whatever the batch size and N (batches in which no donor can enter included), the streamed best N
+    are the first N of the whole registry ranked in one piece."""
+    path, patient, ranked = streamed
+    res = search_registry(ref, patient, path, top=top, batch_size=batch)
+    assert [c.id for c in res.candidates] == ranked[:top]
+    assert (res.rows_in, res.rejected) == (200, 4)
 
 
 def test_search_rejects_unreadable_rows(ref, pool, tmp_path):
