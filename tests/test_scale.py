@@ -728,6 +728,19 @@ def test_search_rejects_csv_rows_with_a_wrong_number_of_cells(ref, pool, tmp_pat
     assert [c.summary for c in res.candidates] == [c.summary for c in ref_res.candidates]
 
 
+def test_search_sniffs_the_csv_separator_as_the_family_reader_does(ref, pool, tmp_path):
+    reg = simulate_registry(40, 12, pool=pool)
+    patient = person_from_gl("PT", "A*02:01+A*24:02^B*07:02+B*44:02", nomenclature=ref.nomenclature,
+                             relation="patient")
+    reg.write_parquet(tmp_path / "reg.parquet")
+    want = search_registry(ref, patient, tmp_path / "reg.parquet", top=40)
+    for name, sep in (("semicolon.csv", ";"), ("tab.csv", "\t"), ("tab.tsv", "\t")):
+        reg.write_csv(tmp_path / name, separator=sep)
+        got = search_registry(ref, patient, tmp_path / name, top=40)
+        assert (got.rows_in, got.rejected) == (40, 0), name
+        assert [c.summary for c in got.candidates] == [c.summary for c in want.candidates], name
+
+
 def test_search_where_no_row_reads_says_why_and_writes_the_rejects(ref, pool, tmp_path):
     reg = simulate_registry(30, 8, pool=pool).with_columns(pl.lit("A*99:99").alias("A_1"))
     path = tmp_path / "bad.csv"

@@ -65,7 +65,7 @@ def open_registry(path: str | Path) -> RegistryFile:
     try:
         if suffix in _PARQUET:
             return RegistryFile(path, tuple(pl.scan_parquet(path).collect_schema().names()), None)
-        sep = "\t" if suffix in (".tsv", ".tab") else ","
+        sep = _separator(path, suffix)
         columns = tuple(pl.scan_csv(path, separator=sep, infer_schema=False).collect_schema().names())
     except pl.exceptions.PolarsError as e:
         raise _unreadable(path, e) from None
@@ -73,6 +73,15 @@ def open_registry(path: str | Path) -> RegistryFile:
         raise InputError.one(f"cannot read the registry: {e}", file=str(path)) from None
     ragged, rows = ragged_rows(path, sep, len(columns))
     return RegistryFile(path, columns, sep, ragged, rows)
+
+
+def _separator(path: Path, suffix: str) -> str:
+    """Tab, ';' or ',', sniffed from the header line as a family file's is (``familyfile._separator``)."""
+    from haplomatch.familyfile import _separator as sniff
+
+    with open(path, "rb") as f:
+        first = f.readline(1 << 20).decode("utf-8-sig", errors="replace")
+    return sniff(first, suffix)
 
 
 def _unreadable(path: Path, e: Exception) -> InputError:
