@@ -1,12 +1,14 @@
-"""Opening a registry file for a search: rows with a wrong number of cells are found before any is read
-(polars would pad a short row with empty cells and refuse the file at a long one), and a file that cannot be
-read gets an error naming it.
+"""Opening a registry file for a search: rows with a wrong number of cells are found (polars would pad a
+short row with empty cells and refuse the file at a long one), a file with quotes is read as Python's csv
+module reads it (as a family file with quotes is), and a file that cannot be read gets an error naming it.
 
 The expected rows come from how each test file was written (the cells of each row), not from the code; the
 byte-counting path is run with chunks of a few bytes so that rows straddle chunk boundaries.
 """
 
 from __future__ import annotations
+
+import csv
 
 import polars as pl
 import pytest
@@ -15,56 +17,80 @@ from hypothesis import strategies as st
 
 import haplomatch.registryfile as rf
 from haplomatch.errors import InputError
-from haplomatch.registryfile import open_registry, ragged_rows
+from haplomatch.registryfile import open_registry
 
-_CELL = st.text(alphabet="ABC*:0123456789 ", min_size=0, max_size=6)
+_PLAIN = st.text(alphabet="ABC*:0123456789 ", min_size=0, max_size=6)
+_QUOTED = st.text(alphabet='AB ,\n"', min_size=0, max_size=5).map(lambda t: '"' + t.replace('"', '""') + '"')
+_CELL = st.one_of(_PLAIN, _QUOTED)
 
 
-def _write(path, header: list[str], rows: list[list[str] | None], newline: str, last_newline: bool) -> None:
-    """``None`` rows are blank lines."""
-    lines = [",".join(header)] + ["" if r is None else ",".join(r) for r in rows]
-    text = newline.join(lines) + (newline if last_newline else "")
-    path.write_bytes(text.encode())
+def _read(path, batch_size: int) -> tuple[list[tuple], dict[int, int], int]:
+    """Every row read, the rows with a wrong number of cells, the number of batches."""
+    rows: list[tuple] = []
+    ragged: dict[int, int] = {}
+    n = 0
+    for batch, bad in open_registry(path).batches(batch_size):
+        assert all(len(rows) < r <= len(rows) + batch.height for r in bad)  # each batch names its own rows
+        rows += batch.rows()
+        ragged.update(bad)
+        n += 1
+    return rows, ragged, n
 
 
 @settings(max_examples=150, deadline=None)
 @given(
     ncols=st.integers(1, 5),
-    rows=st.lists(st.one_of(st.none(), st.lists(_CELL, min_size=1, max_size=7)), max_size=12),
+    rows=st.lists(st.one_of(st.none(), st.lists(_CELL, min_size=1, max_size=7)), min_size=1, max_size=12),
     newline=st.sampled_from(["\n", "\r\n"]),
     last_newline=st.booleans(),
     chunk=st.sampled_from([1, 2, 3, 7, 1 << 24]),
     quoted=st.booleans(),
+    batch=st.integers(1, 5),
+    stray=st.sampled_from([None, None, 'A*0"1', 'A"', '"A"B', '"unclosed']),  # a quote out of place
 )
-def test_ragged_rows_are_the_rows_written_with_another_number_of_cells(tmp_path_factory, ncols, rows, newline,
-                                                                       last_newline, chunk, quoted):
+def test_rows_with_another_number_of_cells_are_the_rows_read_so(tmp_path_factory, ncols, rows, newline,
+                                                                last_newline, chunk, quoted, batch, stray):
+    """``None`` rows are blank lines; cells may be quoted (holding separators, line feeds, doubled quotes),
+    and the last row may end with a cell whose quote is out of place (Python's csv module then reads)."""
+    if stray is not None:
+        rows = [*rows[:-1], (rows[-1] or []) + [stray]]
     blank = [r is None or r == [""] for r in rows]  # a line of nothing: no cell at all
     if rows and blank[-1]:
         last_newline = True  # a blank last line without a line feed is no line at all
     header = [f"c{i}" for i in range(ncols)]
-    if quoted:  # a quoted header cell sends the file to Python's csv module
+    if quoted:
         header[0] = '"c0"'
+    lines = [",".join(header)] + ["" if b else ",".join(r) for r, b in zip(rows, blank)]
     path = tmp_path_factory.mktemp("reg") / "r.csv"
-    _write(path, header, rows, newline, last_newline)
-    cells = [0 if b else len(r) for r, b in zip(rows, blank)]
-    expected = {i: c for i, c in enumerate(cells, start=1) if c != ncols}
+    path.write_bytes((newline.join(lines) + (newline if last_newline else "")).encode())
+    # what Python's csv module reads (the family-file reader's reading of a file with quotes) is the oracle
+    with open(path, newline="", encoding="utf-8") as f:
+        records = list(csv.reader(f))[1:]
+    expected = {i: len(rec) for i, rec in enumerate(records, start=1) if len(rec) != ncols}
     old = rf._CHUNK
     rf._CHUNK = chunk
     try:
-        bad, n = ragged_rows(path, ",", ncols)
+        got, ragged, _ = _read(path, batch)
     finally:
         rf._CHUNK = old
-    assert n == len(rows)
-    assert bad == expected
-    # and polars reads as many rows as were counted (the search checks this too)
-    got = pl.scan_csv(path, infer_schema=False, truncate_ragged_lines=True).collect()
-    assert got.height == len(rows)
+    assert len(got) == len(records)
+    assert ragged == expected
+    # the rows of the right length hold the cells read (an empty cell: empty or null)
+    for rec, g in zip(records, got):
+        if len(rec) == ncols:
+            assert [x or "" for x in g] == rec
+    if not any('"' in x for r in rows if r for x in r):
+        assert len(records) == len(rows)  # without quotes, one row per line written
 
 
-def test_a_quoted_cell_with_the_separator_or_a_line_feed_is_one_cell(tmp_path):
+def test_quoted_cells_holding_the_separator_or_a_line_feed_are_one_cell(tmp_path):
     path = tmp_path / "r.csv"
-    path.write_text('id,A,B\nD1,"A*01:01,x",B*07:02\nD2,"two\nlines",B*08:01\nD3,A*02:01\n')
-    assert ragged_rows(path, ",", 3) == ({3: 2}, 3)
+    path.write_text('id,A,B\nD1,"A*01:01,x",B*07:02\nD2,"two\nlines",B*08:01\nD3,A*02:01\nD4,A*0"1,B\n')
+    rows, ragged, _ = _read(path, 2)
+    assert open_registry(path).quoted and open_registry(path).columns == ("id", "A", "B")
+    assert ragged == {3: 2}
+    assert rows[0] == ("D1", "A*01:01,x", "B*07:02") and rows[1] == ("D2", "two\nlines", "B*08:01")
+    assert rows[3] == ("D4", 'A*0"1', "B")  # a quote inside an unquoted cell is kept (polars refused the file)
 
 
 def test_open_registry_names_the_file_that_cannot_be_read(tmp_path):
@@ -82,13 +108,8 @@ def test_open_registry_names_the_file_that_cannot_be_read(tmp_path):
         open_registry(tmp_path / "missing.parquet")
 
 
-def test_batches_refuse_a_file_polars_reads_otherwise(tmp_path):
-    """A quote inside an unquoted cell: Python's csv module keeps it, polars refuses the chunk; the search
-    gets an error naming the file, not a traceback."""
-    path = tmp_path / "r.csv"
-    path.write_text('id,A,B\nD1,A*01"01,B*07:02\n')
-    src = open_registry(path)
-    assert src.ragged == {} and src.rows == 1
-    with pytest.raises(InputError) as e:
-        list(src.batches(10))
-    assert e.value.problems[0].file == str(path)
+def test_parquet_batches_have_no_ragged_rows(tmp_path):
+    path = tmp_path / "r.parquet"
+    pl.DataFrame({"id": [f"D{i}" for i in range(7)], "A": ["A*01:01"] * 7}).write_parquet(path)
+    rows, ragged, n = _read(path, 3)
+    assert (len(rows), ragged, n) == (7, {}, 3)

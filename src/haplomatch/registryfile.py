@@ -1,11 +1,18 @@
-"""A registry file (Parquet, CSV or TSV) opened for a search: its columns first, then its rows in batches.
+"""A registry file (Parquet, CSV or TSV) opened for a search: its columns first, then its rows in batches,
+each with the rows of the batch that have a wrong number of cells.
 
 Polars reads a CSV row with too few cells as if the missing ones were empty (a donor would silently lose
-its last columns, its KIR genes say) and refuses the whole file at a row with too many. A registry of 10^6
-rows must be neither read wrongly nor refused for one row, so before any row is read the rows with the
-wrong number of cells are found (:func:`ragged_rows`) and the search rejects them, each with its reason, as
-the family-file reader does; the others are read by polars (``truncate_ragged_lines``, so that a long row
-does not stop the stream). A file that cannot be read at all gets an error naming it, never a traceback.
+its last columns, its KIR genes say) and refuses the whole file at a row with too many, or at a stray
+quote. A registry of 10^6 rows must be neither read wrongly nor refused for one row. So:
+
+- a CSV is read by polars (``truncate_ragged_lines``, so that a long row does not stop the stream), after
+  its rows with a wrong number of cells were found by counting the separators and line feeds outside quoted
+  cells (:func:`_counts`; polars reads each such line as one row);
+- a CSV with a quote out of place (``A*0"1``) or never closed, which polars refuses, is read by Python's
+  csv module, as a family file with quotes is: a row with a wrong number of cells is found as it is read.
+
+The search rejects those rows, each with its reason, as the family-file reader does. A file that cannot be
+read at all gets an error naming it, never a traceback.
 """
 
 from __future__ import annotations
@@ -20,44 +27,56 @@ import polars as pl
 
 from haplomatch.errors import InputError
 
-__all__ = ["RegistryFile", "open_registry", "ragged_rows"]
+__all__ = ["RegistryFile", "open_registry"]
 
-_CHUNK = 1 << 24  # bytes read at a time when counting cells
+_CHUNK = 1 << 24  # bytes read at a time when looking at a CSV's bytes
 _PARQUET = (".parquet", ".pq")
+
+#: A batch and its rows with a wrong number of cells (1-based registry row -> number of cells).
+Batch = tuple[pl.DataFrame, dict[int, int]]
 
 
 @dataclass(frozen=True)
 class RegistryFile:
-    """An opened registry: where it is, its columns, and (CSV) its data rows with a wrong number of cells."""
+    """An opened registry: where it is, its columns, how it is read, and (a CSV read by polars) its data rows
+    with a wrong number of cells and how many rows it has."""
 
     path: Path
     columns: tuple[str, ...]
     separator: str | None  # None: Parquet
+    quoted: bool = False  # a CSV with a quote out of place: read by Python's csv module
     ragged: dict[int, int] = field(default_factory=dict)  # 1-based data row -> its number of cells
-    rows: int | None = None  # data rows (CSV: lines after the header, as counted before reading)
+    rows: int | None = None  # data rows of a CSV read by polars (its rows after the header)
 
-    def batches(self, batch_size: int) -> Iterator[pl.DataFrame]:
-        """The rows in order, ``batch_size`` at a time (see :func:`_parquet_batches`)."""
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        """The rows in order, ``batch_size`` at a time, each batch with its rows of a wrong number of cells."""
+        if self.separator is None:
+            try:
+                yield from ((b, {}) for b in _parquet_batches(self.path, batch_size))
+            except pl.exceptions.PolarsError as e:
+                raise _unreadable(self.path, e) from None
+            return
+        if self.quoted:
+            yield from _module_batches(self.path, self.separator, self.columns, batch_size)
+            return
+        rows = np.array(sorted(self.ragged), dtype=np.int64)
+        n = 0
         try:
-            if self.separator is None:
-                yield from _parquet_batches(self.path, batch_size)
-                return
-            n = 0
             lf = pl.scan_csv(self.path, separator=self.separator, infer_schema=False, truncate_ragged_lines=True)
             for batch in lf.collect_batches(chunk_size=batch_size):
+                lo, hi = np.searchsorted(rows, [n + 1, n + batch.height + 1])
                 n += batch.height
-                yield batch
+                yield batch, {r: self.ragged[r] for r in rows[lo:hi].tolist()}
         except pl.exceptions.PolarsError as e:
             raise _unreadable(self.path, e) from None
-        if self.rows is not None and n != self.rows:  # the two readings disagree on where rows end
-            raise InputError.one(f"the CSV has {self.rows:,} data lines but {n:,} rows were read (a quoted cell "
-                                 "spanning lines, or quotes the two readers take differently)", file=str(self.path),
-                                 fix="export the registry as Parquet, or without quotes")
+        if self.rows is not None and n != self.rows:  # a safety net: both count the rows as polars reads them
+            raise InputError.one(f"the CSV has {self.rows:,} rows by its line feeds but {n:,} were read",
+                                 file=str(self.path), fix="export the registry as Parquet")
 
 
 def open_registry(path: str | Path) -> RegistryFile:
-    """Open ``path``: its columns (read from the Parquet schema or the CSV header) and, for a CSV, its rows
-    with a wrong number of cells. Raises InputError naming the file when it cannot be read."""
+    """Open ``path``: its columns (the Parquet schema or the CSV header) and, for a CSV read by polars, its
+    rows with a wrong number of cells. Raises InputError naming the file when it cannot be read."""
     path = Path(path)
     if not path.exists():
         raise InputError.one("registry file not found", file=str(path))
@@ -66,13 +85,48 @@ def open_registry(path: str | Path) -> RegistryFile:
         if suffix in _PARQUET:
             return RegistryFile(path, tuple(pl.scan_parquet(path).collect_schema().names()), None)
         sep = _separator(path, suffix)
-        columns = tuple(pl.scan_csv(path, separator=sep, infer_schema=False).collect_schema().names())
+        try:
+            columns = tuple(pl.scan_csv(path, separator=sep, infer_schema=False).collect_schema().names())
+        except pl.exceptions.NoDataError:
+            raise
+        except pl.exceptions.PolarsError:  # a header polars cannot read: the csv module reads the file
+            columns = None
+        counted = _counts(path, sep, len(columns)) if columns is not None else None
+        if counted is None:
+            with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+                header = next(csv.reader(f, delimiter=sep), None)
+            if not header:
+                raise InputError.one("the registry file is empty", file=str(path))
+            return RegistryFile(path, tuple(h.strip() for h in header), sep, quoted=True)
     except pl.exceptions.PolarsError as e:
         raise _unreadable(path, e) from None
     except OSError as e:
         raise InputError.one(f"cannot read the registry: {e}", file=str(path)) from None
-    ragged, rows = ragged_rows(path, sep, len(columns))
-    return RegistryFile(path, columns, sep, ragged, rows)
+    return RegistryFile(path, columns, sep, False, *counted)
+
+
+def _module_batches(path: Path, sep: str, columns: tuple[str, ...], batch_size: int) -> Iterator[Batch]:
+    """A CSV with quotes, read by Python's csv module: text cells, a short row padded and a long one cut (it
+    is rejected for its number of cells anyway)."""
+    ncols = len(columns)
+    schema = {c: pl.String for c in columns}
+    rows: list[list[str]] = []
+    ragged: dict[int, int] = {}
+    n = 0
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        reader = csv.reader(f, delimiter=sep)
+        next(reader, None)  # the header
+        for rec in reader:
+            n += 1
+            if len(rec) != ncols:
+                ragged[n] = len(rec)
+                rec = (rec + [""] * ncols)[:ncols]
+            rows.append(rec)
+            if len(rows) == batch_size:
+                yield pl.DataFrame(rows, schema=schema, orient="row"), ragged
+                rows, ragged = [], {}
+    if rows:
+        yield pl.DataFrame(rows, schema=schema, orient="row"), ragged
 
 
 def _separator(path: Path, suffix: str) -> str:
@@ -91,38 +145,43 @@ def _unreadable(path: Path, e: Exception) -> InputError:
                           fix="check that the file is a complete Parquet or CSV file")
 
 
-def ragged_rows(path: Path, separator: str, cells: int) -> tuple[dict[int, int], int]:
+def _counts(path: Path, separator: str, cells: int) -> tuple[dict[int, int], int] | None:
     """The data rows (1-based, header not counted) that do not have ``cells`` cells, with their count, and
-    the number of data rows. Rows are lines as polars reads them (every line feed ends one; a blank line is a
-    row of no cell). A file with a quote is counted by Python's csv module (a quoted cell may hold the
-    separator or a line feed); any other by counting bytes, a chunk at a time."""
-    counted = _plain_counts(path, separator, cells)
-    if counted is not None:
-        return counted
-    bad: dict[int, int] = {}
-    n = 0
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        reader = csv.reader(f, delimiter=separator)
-        next(reader, None)  # the header
-        for n, rec in enumerate(reader, start=1):
-            if len(rec) != cells:
-                bad[n] = len(rec)
-    return bad, n
-
-
-def _plain_counts(path: Path, separator: str, cells: int) -> tuple[dict[int, int], int] | None:
-    """:func:`ragged_rows` by counting separators and line feeds (None: the file has a quote)."""
-    sep, lf, cr = ord(separator), 10, 13
+    the number of data rows, by counting the separators and line feeds outside quoted cells, a chunk at a
+    time: every such line feed ends a row, a blank line is a row of no cell (as polars reads them). None when
+    a quote is out of place (not opening a cell, closing it, or doubled inside it) or never closed: Python's
+    csv module reads such a file."""
+    sep, lf, cr, quote = ord(separator), 10, 13, 34
     bad: dict[int, int] = {}
     line = -1  # the header is line 0
     carry_seps, carry_len, carry_cr = 0, 0, False  # the unfinished line at the end of the chunk before
+    inside = 0  # 1 within a quoted cell at the end of the chunk before
+    before = lf  # the byte before the chunk (the file starts as a line does)
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            if chunk.find(b'"') >= 0:
-                return None
+        chunk = f.read(_CHUNK)
+        while chunk:
+            following = f.read(_CHUNK)
             a = np.frombuffer(chunk, dtype=np.uint8)
-            ends = np.flatnonzero(a == lf)
-            seps = np.flatnonzero(a == sep)
+            is_quote = a == quote
+            if inside or is_quote.any():
+                # 1 within a quoted cell: an opening quote sets it, a closing one clears it ("" does both)
+                within = np.bitwise_xor.accumulate(is_quote.view(np.uint8)) ^ np.uint8(inside)
+                quotes = np.flatnonzero(is_quote)
+                opening = within[quotes] == 1
+                prev = np.where(quotes > 0, a[np.maximum(quotes - 1, 0)], before)
+                after = following[0] if following else lf  # the end of the file ends a cell
+                nxt = np.where(quotes + 1 < a.size, a[np.minimum(quotes + 1, a.size - 1)], after)
+                ok = np.where(opening, (prev == sep) | (prev == lf) | (prev == quote),
+                              (nxt == sep) | (nxt == lf) | (nxt == cr) | (nxt == quote))
+                if not ok.all():
+                    return None
+                outside = within == 0
+                ends = np.flatnonzero((a == lf) & outside)
+                seps = np.flatnonzero((a == sep) & outside)
+                inside = int(within[-1])
+            else:
+                ends = np.flatnonzero(a == lf)
+                seps = np.flatnonzero(a == sep)
             at_end = np.searchsorted(seps, ends)  # separators before each line feed
             total = int(seps.size)
             per = np.diff(at_end, prepend=0)  # separators per line ended in this chunk
@@ -142,12 +201,16 @@ def _plain_counts(path: Path, separator: str, cells: int) -> tuple[dict[int, int
                 if line + 1 + k > 0:  # not the header
                     bad[line + 1 + k] = int(n_cells[k])
             line += ends.size
-            tail = a[ends[-1] + 1:] if ends.size else a
+            tail = a.size - 1 - int(ends[-1]) if ends.size else a.size
             if ends.size:
-                carry_seps, carry_len = total - int(at_end[-1]), int(tail.size)
+                carry_seps, carry_len = total - int(at_end[-1]), tail
             else:
-                carry_seps, carry_len = carry_seps + total, carry_len + int(tail.size)
+                carry_seps, carry_len = carry_seps + total, carry_len + tail
             carry_cr = bool(a[-1] == cr)
+            before = int(a[-1])
+            chunk = following
+    if inside:
+        return None
     if carry_len:  # a last line without a line feed
         line += 1
         n_cells = 0 if (carry_len == 1 and carry_cr) else carry_seps + 1

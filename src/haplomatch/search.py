@@ -1289,17 +1289,15 @@ class SearchResult:
                 f"({self.rows_in / max(self.seconds, 1e-9):,.0f} donors/s; {self.path} facts)")
 
 
-def _ragged(b: _Batch, rows: np.ndarray, cells: np.ndarray, header: int, start: int) -> _Batch:
-    """``b`` with its rows that have a wrong number of cells (``rows``: 1-based registry rows, sorted, with
-    their ``cells``) rejected for that alone: their cells are misplaced, so what they read as says nothing."""
-    lo, hi = np.searchsorted(rows, [start + 1, start + b.n + 1])
-    if lo == hi:
-        return b
-    at = rows[lo:hi] - 1 - start
+def _ragged(b: _Batch, ragged: dict[int, int], header: int, start: int) -> _Batch:
+    """``b`` with its rows that have a wrong number of cells (``ragged``: 1-based registry row -> cells)
+    rejected for that alone: their cells are misplaced, so what they read as says nothing."""
+    at = np.array(sorted(ragged), dtype=np.int64) - 1 - start
     error = b.error.copy()
     error[at] = True
     msg: list[str | None] = [None] * b.n
-    for k, n in zip(at.tolist(), cells[lo:hi].tolist()):
+    for k in at.tolist():
+        n = ragged[k + 1 + start]
         msg[k] = f"row has {n} cell{'' if n == 1 else 's'}, the header has {header} (a missing or extra separator?)"
     idx = pl.Series(at, dtype=pl.UInt32)
     reason = [s.clone().scatter(idx, None) for s in b.reason] + [pl.Series("\x00cells", msg, dtype=pl.String)]
@@ -1451,8 +1449,6 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
         raise HaplomatchError("--top must be at least 1")
     source = open_registry(path)
     layout, probs = registry_layout(list(source.columns), str(path))
-    ragged = (np.array(sorted(source.ragged), dtype=np.int64), np.array([source.ragged[r] for r in sorted(source.ragged)],
-                                                                         dtype=np.int64))
     patient_df = people_frame([patient])
     reader: RegistryReader | None = None
     fast: FastFacts | None = None
@@ -1476,14 +1472,14 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     def general(donors: pl.DataFrame) -> pl.DataFrame:
         return pair_facts(ref, pair_frame(patient_df, donors), None, antibodies, settings)
 
-    for batch in source.batches(batch_size):
+    for batch, ragged in source.batches(batch_size):
         lap("read")
         if reader is None:
             reader = RegistryReader(ref, layout, settings.compat, missing_second=missing_second)
         b = reader.read(batch)
         start = rows_in
-        if ragged[0].size:
-            b = _ragged(b, *ragged, len(source.columns), start)
+        if ragged:
+            b = _ragged(b, ragged, len(source.columns), start)
         rows_in += b.n
         batches += 1
         if b.error.any():
