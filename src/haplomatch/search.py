@@ -1415,7 +1415,7 @@ def _nothing_read(fname: str, rows_in: int, rejected: int, rejects: list[pl.Data
     rej = pl.concat(rejects) if rejects else pl.DataFrame(schema={"row": pl.Int64, "donor_id": pl.String,
                                                                    "reason": pl.String})
     if rows_in == 0:
-        return NoDonorReadError([Problem("the registry has no donor rows (a header only)", file=fname)], rej)
+        return NoDonorReadError([Problem("the registry has no donor rows", file=fname)], rej)
     probs = [Problem(f"none of the registry's {rows_in:,} rows could be read; the first:", file=fname,
                      fix="--rejects FILE lists every row and why")]
     probs += [Problem(r["reason"], file=fname, row=r["row"], value=r["donor_id"])
