@@ -44,11 +44,14 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import polars as pl
 
 from haplomatch.errors import HaplomatchError, InputError, Problem
+
+if TYPE_CHECKING:  # annotations only (familyfile is imported where it is used)
+    from haplomatch.familyfile import PeopleTable
 
 __all__ = ["ScreenResult", "screen_files", "rank_in_groups", "excluded_by_expr", "summary_expr",
            "write_table", "flatten_for_csv", "REJECT_SCHEMA"]
@@ -192,7 +195,7 @@ class _FileRead:
     family_problems: dict[str | None, list[Problem]]
     file_problems: list[Problem]
     warnings: dict[str | None, list[str]]
-    people: "PeopleTable | None" = None  # the people table of the rows read (familyfile.PeopleTable)
+    people: PeopleTable | None = None  # the people table of the rows read
 
 
 def _count_lines(path: Path) -> int:
