@@ -171,6 +171,17 @@ def test_tsv_semicolon_and_ragged_rows(ref, tmp_path):
     assert fam.patient.hla["A"].gl() == "A*02:01+A*01:01"
 
 
+def test_a_quoted_cell_longer_than_the_csv_module_reads_is_a_clear_error(ref, tmp_path):
+    """Python's csv module refuses a cell over 128 KiB: the file is refused with a message, not a traceback."""
+    from haplomatch.familyfile import read_family_file
+
+    f = tmp_path / "fam.csv"
+    f.write_text('id,relation,A\np,patient,"' + "A*02:01/" * 20_000 + 'A*01:01"\n')
+    with pytest.raises(InputError, match="field larger than field limit") as e:
+        read_family_file(f, ref.nomenclature)
+    assert e.value.problems[0].file == str(f)
+
+
 def test_parquet_family_file(ref, tmp_path):
     import polars as pl
 

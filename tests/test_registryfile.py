@@ -113,3 +113,13 @@ def test_parquet_batches_have_no_ragged_rows(tmp_path):
     pl.DataFrame({"id": [f"D{i}" for i in range(7)], "A": ["A*01:01"] * 7}).write_parquet(path)
     rows, ragged, n = _read(path, 3)
     assert (len(rows), ragged, n) == (7, {}, 3)
+
+
+def test_a_cell_longer_than_the_csv_module_reads_is_a_clear_error(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text('id,A\nD1,"' + "A" * 200_000 + '"x\n')  # a quote out of place: the csv module reads
+    src = open_registry(path)
+    assert src.quoted
+    with pytest.raises(InputError, match="field larger than field limit") as e:
+        list(src.batches(10))
+    assert e.value.problems[0].file == str(path)

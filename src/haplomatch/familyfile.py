@@ -180,7 +180,10 @@ def _text_table(text: str, fname: str, suffix: str) -> tuple[pl.DataFrame, list[
     sep = _separator(first, suffix)
     if not any(c in text for c in _NEEDS_CSV_MODULE):
         return _plain_table(lines, fname, sep)
-    rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=sep))
+    try:
+        rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=sep))
+    except csv.Error as e:  # a cell longer than the csv module's limit (128 KiB)
+        raise InputError.one(f"cannot read the file: {e}", file=fname) from None
     return _to_table(rows, fname, sep)
 
 

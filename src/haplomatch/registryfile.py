@@ -57,7 +57,10 @@ class RegistryFile:
                 raise _unreadable(self.path, e) from None
             return
         if self.quoted:
-            yield from _module_batches(self.path, self.separator, self.columns, batch_size)
+            try:
+                yield from _module_batches(self.path, self.separator, self.columns, batch_size)
+            except csv.Error as e:  # a cell longer than the csv module's limit (128 KiB)
+                raise InputError.one(f"cannot read the registry: {e}", file=str(self.path)) from None
             return
         rows = np.array(sorted(self.ragged), dtype=np.int64)
         n = 0
@@ -94,7 +97,10 @@ def open_registry(path: str | Path) -> RegistryFile:
         counted = _counts(path, sep, len(columns)) if columns is not None else None
         if counted is None:
             with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-                header = next(csv.reader(f, delimiter=sep), None)
+                try:
+                    header = next(csv.reader(f, delimiter=sep), None)
+                except csv.Error as e:
+                    raise InputError.one(f"cannot read the registry: {e}", file=str(path)) from None
             if not header:
                 raise InputError.one("the registry file is empty", file=str(path))
             return RegistryFile(path, tuple(h.strip() for h in header), sep, quoted=True)
