@@ -5,7 +5,7 @@ How it works (and why it is exact)
 The registry (Parquet or CSV) is read with a polars lazy scan in batches (``batch_size`` rows, default
 200,000); only the current batch (and, for Parquet, the next one, read meanwhile) and the running best
 ``top`` donors are held in memory. Its columns are mapped before any row is read, and a CSV's rows with a
-wrong number of cells are found first and rejected for that alone (:mod:`haplomatch.registryfile`).
+wrong number of cells are rejected for that alone (:mod:`haplomatch.registryfile` finds them).
 
 1. **Reading a batch** (:class:`RegistryReader`). Every cell is interpreted by the code that reads family
    files — ``nomenclature.normalise`` and ``hlatyping.parse_cell`` / ``from_gl_text`` for HLA,
