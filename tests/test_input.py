@@ -182,6 +182,34 @@ def test_a_quoted_cell_longer_than_the_csv_module_reads_is_a_clear_error(ref, tm
     assert e.value.problems[0].file == str(f)
 
 
+@pytest.mark.parametrize("text, locus, message", [
+    # an alternative of one allele among '|' alternatives: refused, as in a cell (it used to keep one alternative)
+    ("B*07:02|B*08:01+B*07:02", "B", "each '|' alternative of B needs two alleles"),
+    ("B*08:01+B*07:02|B*07:02", "B", "each '|' alternative of B needs two alleles"),
+    # a phased locus given in one alternative only (it used to fail with a ValueError, or drop the other)
+    ("A*02:01~B*07:02+A*03:01~B*08:01|B*44:02+B*44:03", "A", "A is given in some '|' alternatives and not in others"),
+    ("A*02:01~B*07:02|B*08:01+B*07:02", "A", "A is given in some '|' alternatives and not in others"),
+])
+def test_gl_alternatives_that_do_not_read_as_genotypes_are_refused(text, locus, message):
+    from haplomatch.hlatyping import from_gl_text
+
+    typed, problems = from_gl_text(text)
+    assert locus not in typed
+    assert any(p.severity == "error" and message in p.message for p in problems)
+
+
+def test_gl_phased_and_listed_typings_still_read():
+    from haplomatch.hlatyping import from_gl_text
+
+    typed, _ = from_gl_text("A*02:01~B*07:02/B*08:01")  # '/' binds tighter than '~': B is one of two
+    assert (typed["A"].gl(), typed["B"].gl()) == ("A*02:01+A*02:01", "B*07:02/B*08:01+B*07:02/B*08:01")
+    typed, problems = from_gl_text("A*02:01~B*07:02+A*03:01~B*08:01")
+    assert (typed["A"].gl(), typed["B"].gl()) == ("A*02:01+A*03:01", "B*07:02+B*08:01")
+    assert not [p for p in problems if p.severity == "error"]
+    typed, problems = from_gl_text("B*08:01+B*07:02|B*07:02+B*07:02")
+    assert typed["B"].gl() == "B*08:01+B*07:02|B*07:02+B*07:02" and not problems
+
+
 def test_parquet_family_file(ref, tmp_path):
     import polars as pl
 

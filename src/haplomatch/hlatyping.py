@@ -211,7 +211,13 @@ def from_gl_text(text: str, *, missing_second: MissingSecond = MISSING_SECOND_DE
         if "~" in key:
             problems.append(Problem(f"phased haplotypes ({key}) are read unphased", value=text, severity="warning", **src))
             for locus in key.split("~"):
-                t, p = _locus_from_node(_project(node, locus), locus, missing_second, text, src)
+                try:
+                    part = _project(node, locus)
+                except _Partial:
+                    problems.append(Problem(f"{locus} is given in some '|' alternatives and not in others",
+                                            value=text, fix=f"give {locus} in every alternative", **src))
+                    continue
+                t, p = _locus_from_node(part, locus, missing_second, text, src)
                 problems += p
                 if t:
                     out[locus] = t
@@ -224,17 +230,21 @@ def from_gl_text(text: str, *, missing_second: MissingSecond = MISSING_SECOND_DE
     return out, problems
 
 
+class _Partial(Exception):
+    """A locus in some alternatives of a genotype list and not in others: its typing is not known."""
+
+
 def _project(node, locus: str):
-    """The part of a phased (~) node that belongs to one locus."""
+    """The part of a phased (~) node that belongs to one locus (None: none)."""
     from haplomatch import glstring as gls
 
     if isinstance(node, gls.Allele):
         return node if node.locus == locus else None
     kept = [x for x in (_project(i, locus) for i in node.items) if x is not None]
-    if isinstance(node, gls.Haplotype):
+    if isinstance(node, gls.GenotypeList) and 0 < len(kept) < len(node.items):
+        raise _Partial(locus)
+    if isinstance(node, gls.Haplotype) or len(kept) < 2:
         return kept[0] if kept else None
-    if len(kept) == 1:
-        return kept[0]
     return type(node)(tuple(kept))
 
 
@@ -247,13 +257,15 @@ def _locus_from_node(node, locus: str, missing_second: MissingSecond, text: str,
         return tuple(normalise(a.name) for a in n.items)
 
     alts = node.items if isinstance(node, gls.GenotypeList) else (node,)
+    if len(alts) == 1 and isinstance(alts[0], (gls.Allele, gls.AlleleList)):  # one allele (or list) given
+        return parse_cell("/".join(slot(alts[0])), locus, missing_second=missing_second, source=src)
     genos: list[Genotype] = []
     for g in alts:
         if isinstance(g, gls.Genotype) and len(g.items) == 2:
             genos.append((slot(g.items[0]), slot(g.items[1])))
-        elif isinstance(g, (gls.Allele, gls.AlleleList)):
-            joined = "/".join(slot(g))
-            return parse_cell(joined, locus, missing_second=missing_second, source=src)
+        elif isinstance(g, (gls.Allele, gls.AlleleList)):  # as parse_cell reads a cell with '|'
+            return None, [Problem(f"each '|' alternative of {locus} needs two alleles joined by '+'", value=text,
+                                  **src)]
         else:
             return None, [Problem(f"cannot read the {locus} part as a genotype of two alleles", value=text, **src)]
     return LocusTyping(locus, tuple(genos), text), []
