@@ -210,6 +210,21 @@ def test_gl_phased_and_listed_typings_still_read():
     assert typed["B"].gl() == "B*08:01+B*07:02|B*07:02+B*07:02" and not problems
 
 
+def test_a_family_file_with_a_header_only_is_refused(ref, tmp_path):
+    """rank and haplotypes used to print nothing (or fail on --format json); validate found no problem."""
+    import polars as pl
+
+    csv_file = tmp_path / "fam.csv"
+    csv_file.write_text("id,relation,A\n")
+    pq_file = tmp_path / "fam.parquet"
+    pl.DataFrame(schema={"id": pl.String, "relation": pl.String, "A": pl.String}).write_parquet(pq_file)
+    for f in (csv_file, pq_file):
+        for args in (["rank", str(f), "--format", "json"], ["haplotypes", str(f), "--format", "json"],
+                     ["validate", str(f)]):
+            r = CliRunner().invoke(main, args)
+            assert r.exit_code == 2 and "the file has no data row" in r.output, (f, args, r.output)
+
+
 def test_parquet_family_file(ref, tmp_path):
     import polars as pl
 

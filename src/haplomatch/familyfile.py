@@ -384,6 +384,9 @@ def read_families_and_table(
     problems = list(problems)
     cmap, col_problems = map_columns([c for c in table.columns if c != ROW])
     problems += [Problem(**{**p.to_dict(), "file": fname}) for p in col_problems]
+    if table.height == 0 and not any(p.row is not None for p in problems):
+        problems.append(Problem("the file has no data row (a header only)", file=fname,
+                                fix="add one row per person"))
     if any(p.severity == "error" for p in problems if p.row is None and p.column is None) or "id" not in cmap.attributes:
         if strict:
             raise InputError(problems)
