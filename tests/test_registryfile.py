@@ -63,9 +63,10 @@ def test_rows_with_another_number_of_cells_are_the_rows_read_so(tmp_path_factory
     lines = [",".join(header)] + ["" if b else ",".join(r) for r, b in zip(rows, blank)]
     path = tmp_path_factory.mktemp("reg") / "r.csv"
     path.write_bytes((newline.join(lines) + (newline if last_newline else "")).encode())
-    # what Python's csv module reads (the family-file reader's reading of a file with quotes) is the oracle
+    # what Python's csv module reads (the family-file reader's reading of a file with quotes) is the oracle;
+    # a blank line (a record of no cell) is no row
     with open(path, newline="", encoding="utf-8") as f:
-        records = list(csv.reader(f))[1:]
+        records = [rec for rec in list(csv.reader(f))[1:] if rec]
     expected = {i: len(rec) for i, rec in enumerate(records, start=1) if len(rec) != ncols}
     old = rf._CHUNK
     rf._CHUNK = chunk
@@ -80,7 +81,7 @@ def test_rows_with_another_number_of_cells_are_the_rows_read_so(tmp_path_factory
         if len(rec) == ncols:
             assert [x or "" for x in g] == rec
     if not any('"' in x for r in rows if r for x in r):
-        assert len(records) == len(rows)  # without quotes, one row per line written
+        assert len(records) == blank.count(False)  # without quotes, one row per line written, blank ones skipped
 
 
 def test_quoted_cells_holding_the_separator_or_a_line_feed_are_one_cell(tmp_path):
@@ -106,6 +107,22 @@ def test_open_registry_names_the_file_that_cannot_be_read(tmp_path):
     assert e.value.problems[0].file == str(broken)
     with pytest.raises(InputError, match="registry file not found"):
         open_registry(tmp_path / "missing.parquet")
+
+
+def test_blank_lines_are_skipped_and_rows_numbered_without_them(tmp_path):
+    """As the family-file reader does: a blank line (or a lone carriage return) is no row, anywhere in the
+    file, and the row numbers count the rows that are not blank."""
+    text = "id,A,B\n\nD1,A*01:01,B*07:02\r\n\r\nD2,A*02:01\n\n\nD3,A*03:01,B*08:01\nD4,x,y,z\n\n"
+    for quote in ("", 'D5,A*0"1,B\n'):  # polars reads the first; Python's csv module the second
+        path = tmp_path / "r.csv"
+        path.write_bytes((text + quote).encode())
+        assert open_registry(path).quoted == bool(quote)
+        for batch in (1, 2, 3, 10):
+            rows, ragged, _ = _read(path, batch)
+            assert [r[0] for r in rows] == ["D1", "D2", "D3", "D4"] + (["D5"] if quote else [])
+            assert ragged == {2: 2, 4: 4}, (quote, batch)
+    path.write_text("id,A\n\n\n")
+    assert _read(path, 2) == ([], {}, 0)
 
 
 def test_parquet_batches_have_no_ragged_rows(tmp_path):

@@ -697,8 +697,9 @@ def test_search_rejects_unreadable_rows(ref, pool, tmp_path):
 
 
 def test_search_rejects_csv_rows_with_a_wrong_number_of_cells(ref, pool, tmp_path):
-    """A short row (polars would pad it: the donor would lose its KIR genes), a long row (polars would refuse
-    the file) and a blank line are rejected for that alone; every other row is ranked as without them."""
+    """A short row (polars would pad it: the donor would lose its KIR genes) and a long row (polars would
+    refuse the file) are rejected for that alone; blank lines are skipped (rows are numbered without them, as
+    in family files); every other row is ranked as without them."""
     reg = simulate_registry(60, 6, pool=pool)
     clean = tmp_path / "clean.csv"
     reg.write_csv(clean)
@@ -706,21 +707,23 @@ def test_search_rejects_csv_rows_with_a_wrong_number_of_cells(ref, pool, tmp_pat
     header = lines[0].split(",")
     short = ",".join(lines[4].split(",")[:-3])  # donor 4 without its last three KIR cells
     long = lines[9] + ",1"  # donor 9 with one cell too many
-    body = lines[1:4] + [short] + lines[5:9] + [long] + lines[10:20] + [""] + lines[20:]
+    short2 = ",".join(lines[30].split(",")[:-1])  # donor 30, after the blank lines, without its last cell
+    body = (lines[1:4] + [short] + lines[5:9] + [long] + lines[10:20] + ["", ""] + lines[20:30] + [short2]
+            + lines[31:] + [""])
     path = tmp_path / "ragged.csv"
     path.write_text("\n".join([lines[0], *body]) + "\n")
     patient = person_from_gl("PT", "A*02:01+A*24:02^B*07:02+B*44:02", nomenclature=ref.nomenclature,
                              relation="patient")
     res = search_registry(ref, patient, path, top=60, batch_size=7)
-    assert (res.rows_in, res.rejected, res.ranked) == (61, 3, 58)
-    assert res.rejects["row"].to_list() == [4, 9, 20]
-    assert res.rejects["donor_id"].to_list()[:2] == ["D00000004", "D00000009"]
+    assert (res.rows_in, res.rejected, res.ranked) == (60, 3, 57)
+    assert res.rejects["row"].to_list() == [4, 9, 30]
+    assert res.rejects["donor_id"].to_list() == ["D00000004", "D00000009", "D00000030"]
     reasons = res.rejects["reason"].to_list()
     assert reasons == [f"row has {len(header) - 3} cells, the header has {len(header)} (a missing or extra separator?)",
                        f"row has {len(header) + 1} cells, the header has {len(header)} (a missing or extra separator?)",
-                       f"row has 0 cells, the header has {len(header)} (a missing or extra separator?)"]
-    # the other donors: as from the clean file without donors 4 and 9
-    kept = reg.filter(~pl.col("donor_id").is_in(["D00000004", "D00000009"]))
+                       f"row has {len(header) - 1} cells, the header has {len(header)} (a missing or extra separator?)"]
+    # the other donors: as from the clean file without donors 4, 9 and 30
+    kept = reg.filter(~pl.col("donor_id").is_in(["D00000004", "D00000009", "D00000030"]))
     kept_path = tmp_path / "kept.parquet"
     kept.write_parquet(kept_path)
     ref_res = search_registry(ref, patient, kept_path, top=60)

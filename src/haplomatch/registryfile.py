@@ -11,8 +11,9 @@ quote. A registry of 10^6 rows must be neither read wrongly nor refused for one 
 - a CSV with a quote out of place (``A*0"1``) or never closed, which polars refuses, is read by Python's
   csv module, as a family file with quotes is: a row with a wrong number of cells is found as it is read.
 
-The search rejects those rows, each with its reason, as the family-file reader does. A file that cannot be
-read at all gets an error naming it, never a traceback.
+The search rejects those rows, each with its reason, as the family-file reader does. A blank line is no
+row: it is skipped, and rows are numbered without it (1-based, header not counted), as the family-file
+reader numbers a file's rows. A file that cannot be read at all gets an error naming it, never a traceback.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ __all__ = ["RegistryFile", "open_registry"]
 _CHUNK = 1 << 24  # bytes read at a time when looking at a CSV's bytes
 _PARQUET = (".parquet", ".pq")
 
-#: A batch and its rows with a wrong number of cells (1-based registry row -> number of cells).
+#: A batch and its rows with a wrong number of cells (1-based registry row -> number of cells; rows are
+#: numbered without the blank lines, which no batch holds).
 Batch = tuple[pl.DataFrame, dict[int, int]]
 
 
@@ -45,11 +47,13 @@ class RegistryFile:
     columns: tuple[str, ...]
     separator: str | None  # None: Parquet
     quoted: bool = False  # a CSV with a quote out of place: read by Python's csv module
-    ragged: dict[int, int] = field(default_factory=dict)  # 1-based data row -> its number of cells
-    rows: int | None = None  # data rows of a CSV read by polars (its rows after the header)
+    # 1-based line after the header -> its number of cells (0: a blank line, skipped)
+    ragged: dict[int, int] = field(default_factory=dict)
+    rows: int | None = None  # lines after the header of a CSV read by polars, blank ones included
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
-        """The rows in order, ``batch_size`` at a time, each batch with its rows of a wrong number of cells."""
+        """The rows in order, up to ``batch_size`` at a time, each batch with its rows of a wrong number of
+        cells (numbered without the blank lines, which are skipped)."""
         if self.separator is None:
             try:
                 yield from ((b, {}) for b in _parquet_batches(self.path, batch_size))
@@ -63,13 +67,25 @@ class RegistryFile:
                 raise InputError.one(f"cannot read the registry: {e}", file=str(self.path)) from None
             return
         rows = np.array(sorted(self.ragged), dtype=np.int64)
+        blank = np.array([r for r in rows.tolist() if self.ragged[r] == 0], dtype=np.int64)
         n = 0
         try:
             lf = pl.scan_csv(self.path, separator=self.separator, infer_schema=False, truncate_ragged_lines=True)
             for batch in lf.collect_batches(chunk_size=batch_size):
-                lo, hi = np.searchsorted(rows, [n + 1, n + batch.height + 1])
-                n += batch.height
-                yield batch, {r: self.ragged[r] for r in rows[lo:hi].tolist()}
+                h = batch.height
+                lo, hi = np.searchsorted(rows, [n + 1, n + h + 1])
+                bad = {r: self.ragged[r] for r in rows[lo:hi].tolist()}
+                b_lo, b_hi = np.searchsorted(blank, [n + 1, n + h + 1])
+                if b_hi > b_lo:  # polars reads a blank line as a row of empty cells: it goes
+                    keep = np.ones(h, dtype=bool)
+                    keep[blank[b_lo:b_hi] - n - 1] = False
+                    batch = batch.filter(pl.Series(keep))
+                if b_hi:  # numbered without the blank lines up to them
+                    skipped = np.searchsorted(blank, list(bad), side="right").tolist()
+                    bad = {r - k: c for (r, c), k in zip(bad.items(), skipped) if c}
+                n += h
+                if batch.height:
+                    yield batch, bad
         except pl.exceptions.PolarsError as e:
             raise _unreadable(self.path, e) from None
         if self.rows is not None and n != self.rows:  # a safety net: both count the rows as polars reads them
@@ -113,7 +129,7 @@ def open_registry(path: str | Path) -> RegistryFile:
 
 def _module_batches(path: Path, sep: str, columns: tuple[str, ...], batch_size: int) -> Iterator[Batch]:
     """A CSV with quotes, read by Python's csv module: text cells, a short row padded and a long one cut (it
-    is rejected for its number of cells anyway)."""
+    is rejected for its number of cells anyway); a blank line skipped."""
     ncols = len(columns)
     schema = {c: pl.String for c in columns}
     rows: list[list[str]] = []
@@ -123,6 +139,8 @@ def _module_batches(path: Path, sep: str, columns: tuple[str, ...], batch_size: 
         reader = csv.reader(f, delimiter=sep)
         next(reader, None)  # the header
         for rec in reader:
+            if not rec:  # a blank line
+                continue
             n += 1
             if len(rec) != ncols:
                 ragged[n] = len(rec)
@@ -154,9 +172,9 @@ def _unreadable(path: Path, e: Exception) -> InputError:
 def _counts(path: Path, separator: str, cells: int) -> tuple[dict[int, int], int] | None:
     """The data rows (1-based, header not counted) that do not have ``cells`` cells, with their count, and
     the number of data rows, by counting the separators and line feeds outside quoted cells, a chunk at a
-    time: every such line feed ends a row, a blank line is a row of no cell (as polars reads them). None when
-    a quote is out of place (not opening a cell, closing it, or doubled inside it) or never closed: Python's
-    csv module reads such a file."""
+    time: every such line feed ends a row, a blank line is a row of no cell (as polars reads them; ``batches``
+    skips it). None when a quote is out of place (not opening a cell, closing it, or doubled inside it) or
+    never closed: Python's csv module reads such a file."""
     sep, lf, cr, quote = ord(separator), 10, 13, 34
     bad: dict[int, int] = {}
     line = -1  # the header is line 0
