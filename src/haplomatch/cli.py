@@ -290,8 +290,9 @@ def _fail(e: Exception, code: int = 2):
     from haplomatch.errors import InputError
 
     if isinstance(e, InputError):
-        for p in e.problems:
-            click.echo(f"Error: {p}", err=True)
+        for p in e.problems:  # "Error: file.csv:3 [age] …", not "Error: error: …"; a warning says it is one
+            text = str(p)
+            click.echo(f"Error: {text.removeprefix('error: ')}" if p.severity == "error" else text, err=True)
     else:
         click.echo(f"Error: {e}", err=True)
     sys.exit(code)
