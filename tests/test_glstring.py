@@ -201,6 +201,9 @@ ERRORS = [
                      "HLA and KIR names are upper case"]),
     ("A*01:01+A0201", ["allele name 'A0201' at character 9: has no '*' between gene and allele "
                        "(expected e.g. HLA-A*01:01 or KIR2DL1*001)"]),
+    # a word is not an allele name: no '*' is said first, not 'write GARBAGE'
+    ("garbage", ["allele name 'garbage' at character 1: has no '*' between gene and allele "
+                 "(expected e.g. HLA-A*01:01 or KIR2DL1*001)"]),
     ("A*01::01", ["allele name 'A*01::01' at character 1: has an empty field (':' at the start, "
                   "at the end or doubled)"]),
     ("HLA-A*NEG", ["allele name 'HLA-A*NEG' at character 1: presence call 'NEG' is allowed only for KIR genes"]),

@@ -175,11 +175,11 @@ def allele_name_problems(name: str) -> list[str]:
     bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "*:-"))})
     if bad:
         return ["illegal character(s) " + ", ".join(repr(c) for c in bad)]
+    stars = name.count("*")
+    if stars == 0:  # first: a word such as 'garbage' is not an allele name in upper case either
+        return ["has no '*' between gene and allele (expected e.g. HLA-A*01:01 or KIR2DL1*001)"]
     if any(c.islower() for c in name):
         return ["has lower-case letters; HLA and KIR names are upper case"]
-    stars = name.count("*")
-    if stars == 0:
-        return ["has no '*' between gene and allele (expected e.g. HLA-A*01:01 or KIR2DL1*001)"]
     if stars > 1:
         return ["has more than one '*'"]
     prefixed = name.startswith("HLA-")
