@@ -75,3 +75,18 @@ def test_incomplete_release_folder_is_refused(run, tmp_path):
     r = CliRunner().invoke(main, ["reference", "info", "--reference", str(tmp_path)])
     assert r.exit_code == 1
     assert "lacks" in r.output
+
+
+def test_input_errors_print_once_as_errors_and_warnings_as_warnings(tmp_path):
+    """A file that cannot be read: 'Error: <file>: file not found', not 'Error: error: …'; the messy example's
+    unrecognised column is a warning line, its bad cells 'Error:' lines naming file, row and column."""
+    from pathlib import Path
+
+    r = CliRunner().invoke(main, ["rank", str(tmp_path / "missing.csv")])
+    assert r.exit_code == 2
+    assert r.output.strip() == f"Error: {tmp_path / 'missing.csv'}: file not found"
+    messy = Path(__file__).parent.parent / "examples" / "messy-family.csv"
+    lines = CliRunner().invoke(main, ["rank", str(messy)]).output.splitlines()
+    assert f"warning: {messy} [favourite_colour]: column not recognised: its values are not used" in lines[0]
+    assert f"Error: {messy}:2 [sex]: 'F': a father cannot be sex F" in lines[1]
+    assert not any("Error: error" in x or "Error: warning" in x for x in lines)
