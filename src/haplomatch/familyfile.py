@@ -177,7 +177,7 @@ def _text_table(text: str, fname: str, suffix: str) -> tuple[pl.DataFrame, list[
         # IHIW-18 / PLINK-style pedigree: whitespace-separated columns
         rows = [ln.split() for ln in lines]
         return _to_table(rows, fname, " ")
-    sep = _separator(first, suffix)
+    sep = sniff_separator(first, suffix)
     if not any(c in text for c in _NEEDS_CSV_MODULE):
         return _plain_table(lines, fname, sep)
     try:
@@ -219,7 +219,7 @@ _BLANK_LINE = re.compile(rb"\n[ \t]*(?:\r?\n|\Z)")
 _BLANK_FIRST = re.compile(rb"[ \t]*\r?\n")
 
 
-def _separator(first: str, suffix: str) -> str:
+def sniff_separator(first: str, suffix: str) -> str:
     """The separator of a delimited text from its first line: tab, ';' or ','."""
     return "\t" if (suffix in (".tsv", ".tab") or first.count("\t") > first.count(",")) else (
         ";" if first.count(";") > first.count(",") else ",")
@@ -238,7 +238,7 @@ def _plain_text_table(text: str | bytes, suffix: str = "") -> tuple[pl.DataFrame
         return None
     head, body = raw.split(b"\n", 1)
     first = head.decode()
-    sep = _separator(first, suffix)
+    sep = sniff_separator(first, suffix)
     header = [h.strip() for h in first.split(sep)]
     body += b"\n"
     n = body.count(b"\n")

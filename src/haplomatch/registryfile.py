@@ -154,12 +154,12 @@ def _module_batches(path: Path, sep: str, columns: tuple[str, ...], batch_size: 
 
 
 def _separator(path: Path, suffix: str) -> str:
-    """Tab, ';' or ',', sniffed from the header line as a family file's is (``familyfile._separator``)."""
-    from haplomatch.familyfile import _separator as sniff
+    """Tab, ';' or ',', sniffed from the header line as a family file's is (``familyfile.sniff_separator``)."""
+    from haplomatch.familyfile import sniff_separator
 
     with open(path, "rb") as f:
         first = f.readline(1 << 20).decode("utf-8-sig", errors="replace")
-    return sniff(first, suffix)
+    return sniff_separator(first, suffix)
 
 
 def _unreadable(path: Path, e: Exception) -> InputError:
