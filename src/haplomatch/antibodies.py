@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+import datetime as _dt
 from pathlib import Path
 
 from haplomatch.errors import InputError, Problem, UnknownAlleleError
@@ -36,7 +36,7 @@ class Antibody:
     kind: str  # allele | antigen | pair | unmapped
     targets: tuple[str, ...]
     c1q: bool | None = None
-    date: date | None = None
+    date: _dt.date | None = None  # (the module is imported under another name: this field is "date")
     patient_id: str | None = None
     source_row: int | None = None
 

@@ -371,7 +371,7 @@ def _segregation(rep: Report) -> str:
     inherit = ('<table class="inherit"><thead><tr><th>id</th><th>relation</th><th>from father</th><th>from mother</th>'
                '<th>class vs patient</th><th>shared</th><th>evidence</th></tr></thead><tbody>'
                + "".join(inh) + "</tbody></table>")
-    sol = (f"Unique solution." if seg.unique and seg.n_solutions == 1 else
+    sol = ("Unique solution." if seg.unique and seg.n_solutions == 1 else
            f"{seg.n_solutions} equally good solutions" + ("" if seg.unique else " (they disagree: see the warnings)") + ".")
     return (f'<section class="segregation" id="segregation"><h2>Segregation</h2>'
             f'<p>The four parental HLA haplotypes: <strong>a, b</strong> from the father, <strong>c, d</strong> from the '
