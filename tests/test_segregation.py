@@ -13,7 +13,7 @@ import pytest
 
 from haplomatch.errors import InputError
 from haplomatch.familyfile import read_family_file
-from haplomatch.segregation import family_relationships, segregate
+from haplomatch.segregation import SegregationSettings, family_relationships, segregate
 
 FAMILIES = Path(__file__).resolve().parent / "data" / "families"
 
@@ -83,6 +83,39 @@ def test_homozygous_father(seg):
     s = seg("homozygous-father.csv")
     assert classes(s) == {"F": "haploidentical", "M": "haploidentical", "S1": "HLA-identical", "S2": "haploidentical"}
     assert s.conflicts == ()
+
+
+# A family the simulator made (seed 20261126 run of the truth check, parents not typed): the father's
+# haplotypes a = A*68:224 … DQB1*03:74 ~ DPB1*1404:01 and b = A*02:221 … DQB1*02:189 ~ DPB1*812:01, the
+# mother's c = A*34:33 … DQB1*06:133 ~ DPB1*1158:01 (d never passed on). Every child got c; S2 and S3 got a,
+# S1 got b; the patient's and S1's paternal haplotypes crossed over between DQB1 and DPB1. So S2 and S3 are
+# HLA-identical to the patient at A, C, B, DRB1, DQB1 (by descent and by state), S1 haploidentical. The test
+# writes S1's and S2's DRB1 as the simulator did (low resolution: DRB1*04+DRB1*03, S1's 04 being 04:317), or
+# all at high resolution as the patient's (b then carrying 04:293, as a does): the classes are the same.
+_NO_PARENTS = """family_id,id,relation,sex,A,C,B,DRB1,DQB1,DPB1
+F1,P,patient,M,A*68:224+A*34:33,C*04:213+C*08:293,B*35:149+B*52:10,DRB1*04:293+DRB1*03:113,DQB1*03:74+DQB1*06:133,DPB1*812:01+DPB1*1158:01
+F1,S1,brother,M,A*02:221+A*34:33,C*07:609+C*08:293,B*52:10+B*52:10,{s1},DQB1*02:189+DQB1*06:133,DPB1*1404:01+DPB1*1158:01
+F1,S2,brother,M,A*68:224+A*34:33,C*04:213+C*08:293,B*35:149+B*52:10,{s2},DQB1*03:74+DQB1*06:133,DPB1*1404:01+DPB1*1158:01
+F1,S3,brother,M,A*68:224+A*34:33,C*04:213+C*08:293,B*35:149+B*52:10,DRB1*04:293+DRB1*03:113,DQB1*03:74+DQB1*06:133,DPB1*1404:01+DPB1*1158:01
+"""
+
+
+@pytest.mark.parametrize("drb1", ["DRB1*04:293+DRB1*03:113", "DRB1*04+DRB1*03"], ids=["high", "low"])
+def test_parents_not_typed_and_the_phase_open_a_genotype_identical_sibling_is_hla_identical(ref, tmp_path, drb1):
+    """No parent typed and every child heterozygous for the same DRB1 alleles: which of them each parental
+    haplotype carries is open, but in every explanation both maternal haplotypes carry the same one. The
+    cheapest explanation gives S2 and S3 the maternal haplotype the patient did not get (so that no crossover
+    is needed at DPB1), identical to the patient's at A–DQB1: they are HLA-identical, not haploidentical
+    (they were, with 'differs at A, C, B, DQB1' although their typings equal the patient's). S1 and S2 typed
+    at low resolution at DRB1 compare at the resolution they have."""
+    f = tmp_path / "f.csv"
+    f.write_text(_NO_PARENTS.format(s1=drb1, s2=drb1))
+    (fam,), _ = read_family_file(f, ref.nomenclature)
+    for s in (segregate(fam, ref.nomenclature), family_relationships(fam, ref.nomenclature),
+              segregate(fam, ref.nomenclature, SegregationSettings(fast=False))):
+        assert classes(s) == {"S1": "haploidentical", "S2": "HLA-identical", "S3": "HLA-identical"}
+        ev = {r.id: r.evidence for r in s.relationships}
+        assert "both at A, both at C, both at B, both at DRB1, both at DQB1, one at DPB1" in ev["S3"]
 
 
 def test_relative_typed_at_fewer_loci_is_flagged(ref, tmp_path):

@@ -1377,25 +1377,43 @@ def _template(family, people: dict, ped, members, loci, locus_data, paths, best,
                     side_name = side if mb.kind in ("full", "half_p") else ("maternal" if mb.kind == "half_m" else "from the patient")
                     recombinants.append((2 + i, side_name, (loci[a], loci[b])))
 
-    # relationships: homozygous loci of each parent (one possible value, the same in both haplotypes)
-    def hom(x: str, y: str) -> list[bool]:
-        out = []
-        for li, (hx, hy) in enumerate(zip(haps[x], haps[y])):
-            none = len(codes[li][2]) - 1  # as _sorted_values: the values without the unseen one
-            vx, vy = hx - {none}, hy - {none}
-            out.append(len(vx) == 1 and vx == vy)
-        return out
-
-    hom_f, hom_m = hom("a", "b"), hom("c", "d")
-    # what _sharing says depends on the paths, the members' kinds and places, the homozygous loci and their
-    # number only: kept across families
-    key = (tuple(map(tuple, paths)), kinds, cols, tuple(hom_f), tuple(hom_m), len(loci))
+    # relationships: what each member shares with the patient, per explanation. An explanation is a solution
+    # (a joint inheritance path) with, at each locus, one of the parental options that reach its cost (they
+    # are independent from locus to locus). Besides what a member inherited, it carries the patient's allele
+    # from a parent whose two haplotypes carry the same allele in that explanation (_option_alike). Per
+    # explanation, not on the union of the values each haplotype may carry: when the phase is open (no parent
+    # typed, every child heterozygous for the same alleles) a haplotype may carry either allele, yet in each
+    # explanation both of one parent's may carry the same one (an HLA-identical sibling was called
+    # haploidentical, a haploidentical one mismatched).
+    alike = [_option_alike(ld, codes[li], m) for li, ld in enumerate(locus_data)]
+    explanations = []
+    for path in paths:
+        per_locus = []
+        for li in range(len(loci)):
+            fa, ma = alike[li]
+            key = ("alike pairs", path[li])
+            pairs = locus_data[li].memo.get(key)
+            if pairs is None:
+                pairs = locus_data[li].memo[key] = tuple(sorted({(fa[fi], ma[mi])
+                                                                 for fi, mi in best_options(li, path[li])[1]}))
+            per_locus.append(pairs)
+        explanations.append(tuple(per_locus))
+    # what _sharing says depends on the paths, the members' kinds and places, the homozygous parents per
+    # explanation and the number of loci only: kept across families
+    key = (tuple(map(tuple, paths)), kinds, cols, tuple(explanations), len(loci))
     shared = _SOLUTIONS.get(key)
     if shared is None:
         per: dict[str, set] = {}
-        for path in paths:
-            for mb in members[1:]:
-                per.setdefault(mb.id, set()).add(_sharing(mb, path, loci, idx, hom_f, hom_m))
+        for path, per_locus in zip(paths, explanations):
+            if math.prod(map(len, per_locus)) > _MAX_EXPLANATIONS:
+                # (never met in practice) a parent counts as homozygous at a locus only where every option
+                # says so: never more sharing than some explanation gives
+                per_locus = [((all(f for f, _ in c), all(h for _, h in c)),) for c in per_locus]
+            for choice in itertools.product(*per_locus):
+                hom_f = [f for f, _ in choice]
+                hom_m = [h for _, h in choice]
+                for mb in members[1:]:
+                    per.setdefault(mb.id, set()).add(_sharing(mb, path, loci, idx, hom_f, hom_m))
         if len(_SOLUTIONS) >= _SHARED_MAX:
             _SOLUTIONS.clear()
         # by place in members (ids are names: the same structure recurs under other names)
@@ -1533,21 +1551,44 @@ def _labels(path0: tuple, kinds: tuple[str, ...], cols: tuple[int, ...], sex) ->
 _SOLUTIONS: dict[tuple, tuple] = {}
 
 
+#: explanations of one solution (products of the parental options per locus that differ in who is
+#: homozygous) read one by one, at most
+_MAX_EXPLANATIONS = 4096
+
+
+def _option_alike(ld: _LocusData, codes: tuple, m: _Matcher) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+    """Per father option and per mother option of a locus: whether its two haplotypes carry the same
+    allele, at the resolution both values have (as alleles are compared everywhere: their candidate sets
+    intersect). The unseen value (None), which no typed child carries, is set aside. Kept in the locus's memo."""
+    hit = ld.memo.get("option alike")
+    if hit is None:
+        fcodes, mcodes, values = codes
+
+        def alike(option: tuple[int, int]) -> bool:
+            x, y = values[option[0]], values[option[1]]
+            return x is None or y is None or m.match(x, y)
+
+        hit = ld.memo["option alike"] = (tuple(map(alike, fcodes)), tuple(map(alike, mcodes)))
+    return hit
+
+
 def _sharing(mb: _Member, path, loci, idx, hom_f, hom_m) -> tuple[tuple[str, ...], ...]:
-    """Per locus, the labels of the patient's haplotypes this member carries: by descent, or because the
-    parent is homozygous there (both of the parent's haplotypes carry the same allele)."""
+    """Per locus, the labels of the patient's haplotypes this member carries: by descent (lower case), or
+    because the parent is homozygous there (both of the parent's haplotypes carry the same allele: upper case,
+    after those by descent; :func:`_relationship_parts` compares these with the alleles shared by state)."""
     out = []
     for li in range(len(loci)):
         sp = path[li][0]
         s = path[li][idx[mb.id]]
         pat, mat = "ab"[sp >> 1], "cd"[sp & 1]
         if mb.kind == "full":
-            labs = tuple(lab for lab, same in ((pat, (s >> 1) == (sp >> 1) or hom_f[li]),
-                                               (mat, (s & 1) == (sp & 1) or hom_m[li])) if same)
+            same_p, same_m = (s >> 1) == (sp >> 1), (s & 1) == (sp & 1)
+            labs = tuple(lab for lab, ok in ((pat, same_p), (mat, same_m)) if ok) + tuple(
+                lab.upper() for lab, ok in ((pat, not same_p and hom_f[li]), (mat, not same_m and hom_m[li])) if ok)
         elif mb.kind == "half_p":
-            labs = (pat,) if s == (sp >> 1) or hom_f[li] else ()
+            labs = (pat,) if s == (sp >> 1) else (pat.upper(),) if hom_f[li] else ()
         elif mb.kind == "half_m":
-            labs = (mat,) if s == (sp & 1) or hom_m[li] else ()
+            labs = (mat,) if s == (sp & 1) else (mat.upper(),) if hom_m[li] else ()
         else:
             labs = (pat,) if s == 0 else (mat,)
         out.append(labs)
@@ -1625,36 +1666,42 @@ def _relationship_parts(solutions: set, loci, pt_loci, ibs: dict | None, typed: 
     """What _relationship says of anyone with these inputs: whether the evidence begins with the person's id,
     the evidence after it, the Relationship's fields between relation and evidence, and its possibilities."""
     capped: set[str] = set()
-    if ibs:
-        # never claim more sharing at a locus than the typed alleles show (an unexplained allele there)
-        capped_solutions = set()
-        for sol in solutions:
-            new = []
-            for loc, labs in zip(loci, sol):
-                k = ibs.get(loc)
-                if k is not None and len(labs) > k:
+    # never claim more sharing at a locus than the typed alleles show: by descent, more would be an allele
+    # left unexplained there (a conflict, said below); through a homozygous parent (upper-case labels, after
+    # those by descent), the parent's two alleles were alike only at the resolution of some typing (its
+    # candidate alleles meet both) and the member's own allele is another one
+    capped_solutions = set()
+    for sol in solutions:
+        new, inherited = [], set()
+        for loc, labs in zip(loci, sol):
+            k = ibs.get(loc) if ibs else None
+            if k is not None and len(labs) > k:
+                if sum(lab.islower() for lab in labs) > k:
                     capped.add(loc)
-                    labs = labs[:k]
-                new.append(labs)
-            capped_solutions.add(tuple(new))
-        solutions = capped_solutions
+                labs = labs[:k]
+            new.append(tuple(lab.lower() for lab in labs))
+            if loc in typed:
+                inherited.add(tuple(lab for lab in labs if lab.islower()))
+        # whether what the member inherited changes along the loci (a crossover), beside the sharing
+        capped_solutions.add((tuple(new), len(inherited) > 1))
+    solutions = capped_solutions
     partial = len(typed) < len(pt_loci)
     if not typed:
         return True, " is not HLA typed", (None, "undetermined", (), None, typed, True, False), ()
     outcomes = set()
-    for sol in solutions:
+    for sol, crossed in solutions:
         labels = {loc: labs for loc, labs in zip(loci, sol) if loc in typed}
         counts = {loc: len(labs) for loc, labs in labels.items()}
         core = [labels[loc] for loc in typed if loc in CLASS_LOCI] or list(labels.values())
         shared_labels = tuple(sorted(set.intersection(*(set(x) for x in core)))) if core else ()
-        outcomes.add((_classify(counts), tuple(counts.items()), shared_labels))
+        outcomes.add((_classify(counts), tuple(counts.items()), shared_labels, crossed))
     klasses = {o[0][1] for o in outcomes}
     if len(klasses) > 1:
         return (False, "the typings fit several inheritances equally well (" + ", ".join(sorted(klasses))
                 + "): type the parents or more loci to settle it",
                 (None, "undetermined", (), None, typed, partial, True), tuple(sorted(klasses)))
     labels_seen = {o[2] for o in outcomes}
-    (shared, klass, all_loci), counts, labels = sorted(outcomes)[0]
+    (shared, klass, all_loci), counts, labels, crossed = sorted(outcomes)[0]
     if len(labels_seen) > 1:
         labels = ()
     counts_d = dict(counts)
@@ -1664,7 +1711,9 @@ def _relationship_parts(solutions: set, loci, pt_loci, ibs: dict | None, typed: 
         ev += f" (shares {' and '.join(labels)})"
     if not all_loci:
         diff = [loc for loc, c in counts_d.items() if c != shared]
-        ev += f"; differs at {', '.join(diff)} (recombination)"
+        ev += f"; differs at {', '.join(diff)} " + (
+            "(recombination)" if crossed else
+            "(no crossover: both haplotypes of a parent carry the same allele at some loci)")
     if partial:
         ev += f"; on the loci typed only ({', '.join(typed)})"
     if capped:
