@@ -118,6 +118,39 @@ def test_parents_not_typed_and_the_phase_open_a_genotype_identical_sibling_is_hl
         assert "both at A, both at C, both at B, both at DRB1, both at DQB1, one at DPB1" in ev["S3"]
 
 
+# Another simulated family (parents and grandparents typed; the father's haplotype a is a crossover of the
+# paternal grandfather's A~C~B and the paternal grandmother's DRB1~DQB1~DPB1, and S1 has two crossovers), in
+# which the four co-optimal solutions disagree on the phase of the father's DRB1, DQB1 and DPB1.
+_GRANDPARENTS = """family_id,id,relation,sex,A,C,B,DRB1,DQB1,DPB1
+F1,P,patient,F,A*25:58+A*26:26,C*03:156+C*05:200,B*78:05+B*15:420,DRB1*03:69+DRB1*03:140,DQB1*06:417+DQB1*05:240,DPB1*1009:01+DPB1*55:01
+F1,F,father,M,A*25:58+A*33:35,C*03:156+C*04:15,B*78:05+B*13:92,DRB1*01:38+DRB1*03:69,DQB1*02:123+DQB1*06:417,DPB1*932:01+DPB1*1009:01
+F1,M,mother,F,A*26:26+A*23:123,C*05:200+C*05:200,B*15:420+B*15:450,DRB1*03:140+DRB1*13:337,DQB1*05:240+DQB1*05:332,DPB1*425:01+DPB1*55:01
+F1,S1,sister,F,A*33:35+A*26:26,C*04:15+C*05:200,B*13:92+B*15:420,DRB1*03:69+DRB1*03:140,DQB1*06:417+DQB1*05:240,DPB1*1009:01+DPB1*425:01
+F1,PGF,paternal grandfather,M,A*25:58+A*02:898,C*03:156+C*17:53,B*78:05+B*57:85,DRB1*01:38+DRB1*08:62,DQB1*02:123+DQB1*05:240,DPB1*932:01+DPB1*150:01
+F1,PGM,paternal grandmother,F,A*01:273+A*33:35,C*05:03+C*04:15,B*07:02+B*13:92,DRB1*03:69+DRB1*08:62,DQB1*06:417+DQB1*03:33,DPB1*1009:01+DPB1*1207:01
+F1,MGF,maternal grandfather,M,A*26:26+A*02:564,C*05:200+C*03:124,B*15:420+B*50:47,DRB1*03:140+DRB1*01:38,DQB1*05:240+DQB1*05:240,DPB1*425:01+DPB1*327:01
+F1,MGM,maternal grandmother,F,A*23:123+A*24:146,C*05:200+C*01:204,B*15:450+B*44:18,DRB1*13:337+DRB1*15:210,DQB1*05:332+DQB1*05:331,DPB1*55:01+DPB1*04:01
+"""
+
+
+def test_a_relative_compared_by_state_never_carries_more_than_the_alleles_it_shares(ref, tmp_path):
+    """The paternal grandfather carries the patient's A, C and B alleles but none of her DRB1 alleles
+    (DRB1*01:38+DRB1*08:62 vs DRB1*03:69+DRB1*03:140): he carries no haplotype of hers. He was called
+    haploidentical, haplotype a's DRB1 being DRB1*01:38 in some of the solutions. The maternal grandfather
+    carries her maternal haplotype c whole."""
+    f = tmp_path / "f.csv"
+    f.write_text(_GRANDPARENTS)
+    (fam,), _ = read_family_file(f, ref.nomenclature)
+    for s in (segregate(fam, ref.nomenclature), family_relationships(fam, ref.nomenclature)):
+        c = classes(s)
+        assert (c["PGF"], c["PGM"], c["MGF"], c["MGM"]) == ("mismatched", "mismatched", "haploidentical", "mismatched")
+        pgf = s.relationship("PGF")
+        assert pgf.shared == 0 and pgf.shared_haplotypes == () and not pgf.by_descent
+        assert "shares none of the patient's alleles at DRB1" in pgf.evidence
+        assert s.relationship("MGF").shared_haplotypes == ("c",)
+        assert (c["F"], c["M"], c["S1"]) == ("haploidentical", "haploidentical", "haploidentical")
+
+
 def test_relative_typed_at_fewer_loci_is_flagged(ref, tmp_path):
     text = (FAMILIES / "two-parents-four-children.csv").read_text().splitlines()
     head, rows = text[1], text[2:]

@@ -1736,6 +1736,10 @@ def _carries(p, hap: dict[str, tuple[str, ...]], loci, m: _Matcher) -> tuple[boo
 
 
 def _by_state(p, pat_hap, mat_hap, pt, loci, m: _Matcher) -> Relationship:
+    """A relative outside the nuclear family: which of the patient's haplotypes it carries by allele state,
+    never more than the alleles it shares with the patient's own typing at each locus (a haplotype's possible
+    alleles join the family's solutions, which may disagree on the phase: a grandfather was found to carry
+    haplotype a through an allele a had in another solution than the one where it had his others)."""
     cp, lp = _carries(p, pat_hap, loci, m)
     cm, lm = _carries(p, mat_hap, loci, m)
     typed = tuple(loc for loc in loci if p.hla.get(loc) is not None and p.hla[loc].typed)
@@ -1743,9 +1747,18 @@ def _by_state(p, pat_hap, mat_hap, pt, loci, m: _Matcher) -> Relationship:
         return Relationship(p.id, p.relation, None, "undetermined", (), None, (), True, False, f"{p.id} is not HLA typed")
     shared = int(bool(cp)) + int(bool(cm))
     labels = tuple(lab for lab, c in (("a", cp), ("c", cm)) if c)
-    klass: Klass = "HLA-identical" if shared == 2 else "haploidentical" if shared == 1 else "mismatched"
     ev = (f"{p.id} ({p.relation}) carries the alleles of the patient's haplotype(s) {', '.join(labels) or 'none'} "
           f"on the loci typed ({', '.join(typed)}): by allele state, descent not proven by the pedigree")
+    if shared:
+        ibs = {loc: k for loc in typed if loc in CLASS_LOCI and (k := _ibs(pt, p, loc, m)) is not None}
+        low = min(ibs.values(), default=shared)
+        if low < shared:
+            at = ", ".join(loc for loc, k in ibs.items() if k == low)
+            shared, labels = low, labels if low == len(labels) else ()
+            ev = (f"{p.id} ({p.relation}) shares {_COUNT_NAMES[low]} of the patient's alleles at {at}: "
+                  f"{'one haplotype at most' if low == 1 else 'no haplotype'} on the loci typed ({', '.join(typed)}), "
+                  "by allele state, descent not proven by the pedigree")
+    klass: Klass = "HLA-identical" if shared == 2 else "haploidentical" if shared == 1 else "mismatched"
     return Relationship(p.id, p.relation, shared, klass, labels, None, typed, len(typed) < len(loci), False, ev)
 
 
