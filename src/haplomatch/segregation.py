@@ -14,9 +14,12 @@ sharing with the patient, that relative's class is "undetermined" and the output
 
 Relatives outside the patient's sibship and its parents (grandparents, aunts, uncles, cousins, half-siblings
 whose shared parent is not named, unrelated people) are compared with the patient's inferred haplotypes by
-state: they carry a haplotype if every typed locus has a compatible allele; the evidence says that descent is
-not proven. Alleles are compared at the resolution both sides have: two typings match when the sets of
-release alleles they can be intersect.
+state: they carry a haplotype if every typed locus has a compatible allele, and never more haplotypes than the
+alleles they share with the patient's typing at each class locus; the evidence says that descent is not
+proven. Alleles are compared at the resolution both sides have: two typings match when the sets of release
+alleles they can be intersect. A member of the sibship carries the patient's allele also through a parent
+whose two haplotypes carry the same allele there (in every explanation of the data), never beyond the alleles
+shared by state.
 
 A screen segregates many families whose loci look alike up to the allele names. The fast computation codes
 each locus (genotypes as indices of their distinct slot strings, with which of those strings match as bits:
