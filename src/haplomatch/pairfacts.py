@@ -121,7 +121,8 @@ GLOSSARY: dict[str, str] = {
     "id": "candidate id", "relation": "relation to the patient", "available": "donor available (yes/no)",
     "shared_haplotypes": "HLA haplotypes shared with the patient (0, 1, 2) on the class loci A, C, B, DRB1, DQB1",
     "hla_class": "HLA-identical, haploidentical, mismatched or undetermined",
-    "class_all_loci": "the class holds at every locus typed in both (false: recombination)",
+    "class_all_loci": ("the class holds at every locus typed in both (false: a recombination, or a parent with the "
+                       "same allele on both haplotypes at some loci; the evidence says which)"),
     "class_by_descent": "established by family segregation (false: by allele state only)",
     "class_partial": "candidate typed at fewer loci than the patient: class on the loci typed",
     "shared_labels": "which parental haplotypes are shared (a/b father, c/d mother)",
