@@ -116,6 +116,19 @@ def test_parents_not_typed_and_the_phase_open_a_genotype_identical_sibling_is_hl
         assert classes(s) == {"S1": "haploidentical", "S2": "HLA-identical", "S3": "HLA-identical"}
         ev = {r.id: r.evidence for r in s.relationships}
         assert "both at A, both at C, both at B, both at DRB1, both at DQB1, one at DPB1" in ev["S3"]
+    # one inheritance, but which DRB1 allele each haplotype carries is open: the output says so
+    import json
+
+    from click.testing import CliRunner
+
+    from haplomatch.cli import main
+
+    doc = json.loads(CliRunner().invoke(main, ["haplotypes", str(f), "--format", "json"]).output)
+    assert doc["unique"] is True and doc["phase_open"] == ["DRB1"]
+    assert set(doc["haplotypes"]["c"]["DRB1"]) == {"DRB1*03:113", "DRB1*04:293"} | (
+        {"DRB1*03", "DRB1*04"} if drb1 == "DRB1*04+DRB1*03" else set())
+    text = CliRunner().invoke(main, ["haplotypes", str(f)]).output
+    assert "Phase open at DRB1: the haplotypes list each allele they may carry there" in text
 
 
 # Another simulated family (parents and grandparents typed; the father's haplotype a is a crossover of the
@@ -258,6 +271,7 @@ def test_haplotypes_command_json_and_ihiw():
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert doc["unique"] is True and doc["recombinants"] == ["S4: paternal recombination between DQB1 and DPB1"]
+    assert doc["phase_open"] == []  # both parents typed: every haplotype's alleles known
     s2 = next(p for p in doc["persons"] if p["id"] == "S2")
     assert set(s2) >= {"id", "haplotypes", "shared_with_patient", "class", "notes"}
     assert [h["label"] for h in s2["haplotypes"]] == ["a", "d"] and s2["class"] == "haploidentical"

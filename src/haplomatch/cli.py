@@ -255,6 +255,9 @@ def haplotypes_cmd(family_file, fmt, patient, mac_table, reference_dir) -> None:
         for n in doc["notes"]:
             click.echo(f"Note: {n}")
         click.echo(f"Unique: {'yes' if doc['unique'] else 'no'} ({doc['solutions']} equally good solution(s))")
+        if doc["phase_open"]:
+            click.echo(f"Phase open at {', '.join(doc['phase_open'])}: the haplotypes list each allele they may carry "
+                       "there (typing a parent or more relatives would settle it)")
         for c in doc["conflicts"]:
             click.echo(f"Conflict: {c['message']} (likely: {', '.join(c['causes'])})")
         click.echo("")

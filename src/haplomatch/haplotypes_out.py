@@ -66,11 +66,18 @@ def persons_json(family: Family, seg: Segregation) -> dict:
         "persons": out,
         "unique": seg.unique,
         "solutions": seg.n_solutions,
+        "phase_open": phase_open(seg),
         "recombinants": [r.text for r in seg.recombinants],
         "conflicts": [{"person": c.person, "loci": list(c.loci), "side": c.side, "alleles": list(c.alleles),
                        "message": c.message, "causes": list(c.causes)} for c in seg.conflicts],
         "notes": list(seg.notes),
     }
+
+
+def phase_open(seg: Segregation) -> list[str]:
+    """The loci at which some parental haplotype may carry more than one allele: the data do not tell which
+    of a parent's alleles each haplotype carries there (a unique solution is a unique inheritance, not this)."""
+    return [loc for loc in seg.loci if any(len(per.get(loc, ())) > 1 for per in seg.haplotypes.values())]
 
 
 def ihiw_rows(family: Family, seg: Segregation) -> list[dict]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from haplomatch.haplotypes_out import phase_open
 from haplomatch.report.pedigree_svg import (
     HAPLOTYPE_COLOURS,
     HAPLOTYPE_TEXT,
@@ -373,6 +374,9 @@ def _segregation(rep: Report) -> str:
                + "".join(inh) + "</tbody></table>")
     sol = ("Unique solution." if seg.unique and seg.n_solutions == 1 else
            f"{seg.n_solutions} equally good solutions" + ("" if seg.unique else " (they disagree: see the warnings)") + ".")
+    if (open_at := phase_open(seg)):
+        sol += (f" Phase open at {', '.join(open_at)}: the haplotypes list each allele they may carry there (typing a "
+                "parent or more relatives would settle it).")
     return (f'<section class="segregation" id="segregation"><h2>Segregation</h2>'
             f'<p>The four parental HLA haplotypes: <strong>a, b</strong> from the father, <strong>c, d</strong> from the '
             f'mother; the patient\'s are a and c by convention. {e(sol)}</p>{table}'
