@@ -164,6 +164,34 @@ def test_a_relative_compared_by_state_never_carries_more_than_the_alleles_it_sha
         assert (c["F"], c["M"], c["S1"]) == ("haploidentical", "haploidentical", "haploidentical")
 
 
+def test_an_allele_a_half_sibling_or_the_patients_child_cannot_have_inherited_is_a_conflict(ref, tmp_path):
+    """The patient's son typed A*68:01+A*24:02 carries neither of her A alleles (A*01:01, A*02:01), and the
+    father's daughter by another partner typed B*39:01+B*38:01 neither of his (B*08:01, B*35:01): each is a
+    Mendelian conflict (a typing error here: the son's other loci carry the patient's haplotype a, the
+    half-sister's the father's b). Only full siblings' conflicts were reported: the son was 'mismatched' with
+    'the alleles at A do not fit the inheritance (see conflicts)' and no conflict to see."""
+    f = tmp_path / "f.csv"
+    f.write_text("""family_id,id,relation,sex,father_id,mother_id,A,B,DRB1
+F1,P,patient,F,F,M,A*01:01+A*02:01,B*08:01+B*07:02,DRB1*03:01+DRB1*15:01
+F1,F,father,M,,,A*01:01+A*03:01,B*08:01+B*35:01,DRB1*03:01+DRB1*04:01
+F1,M,mother,F,,,A*02:01+A*11:01,B*07:02+B*44:02,DRB1*15:01+DRB1*13:01
+F1,S1,brother,M,F,M,A*03:01+A*11:01,B*35:01+B*44:02,DRB1*04:01+DRB1*13:01
+F1,C1,son,M,,P,A*68:01+A*24:02,B*08:01+B*51:01,DRB1*03:01+DRB1*11:01
+F1,H1,half-sibling,F,F,,A*03:01+A*26:01,B*39:01+B*38:01,DRB1*04:01+DRB1*07:01
+""")
+    (fam,), _ = read_family_file(f, ref.nomenclature)
+    for s in (segregate(fam, ref.nomenclature), segregate(fam, ref.nomenclature, SegregationSettings(fast=False)),
+              family_relationships(fam, ref.nomenclature)):
+        got = {c.person: c for c in s.conflicts}
+        assert set(got) == {"C1", "H1"}
+        assert (got["C1"].loci, got["C1"].side, got["C1"].alleles) == (("A",), "mother", ("A*68:01 or A*24:02",))
+        assert got["C1"].message == "C1: A*68:01 or A*24:02 at A is in neither haplotype of the patient, its parent"
+        assert (got["H1"].loci, got["H1"].side) == (("B",), "father")
+        assert "B*39:01 or B*38:01 at B is in neither haplotype of the father" in got["H1"].message
+        assert got["C1"].causes[0] == "typing error (re-type the sample)"
+        assert "see conflicts" in s.relationship("C1").evidence
+
+
 def test_relative_typed_at_fewer_loci_is_flagged(ref, tmp_path):
     text = (FAMILIES / "two-parents-four-children.csv").read_text().splitlines()
     head, rows = text[1], text[2:]

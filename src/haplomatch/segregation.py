@@ -1785,13 +1785,22 @@ def _conflicts(ped, members, loci, locus_data, path, people, m: _Matcher, best_o
             sub = _alpha_costs(members, ld.tables, st)
             fi, mi = (int(x[0]) for x in np.nonzero(np.abs(sub - sub.min()) < 1e-9))
         fo, mo = ld.fopts[fi], ld.mopts[mi]
+        sp = st[0]
         for mb in members:
-            if mb.kind != "full":
-                continue
             gts = ld.gts[mb.id] if ld.gts is not None else _genotypes(people[mb.id].hla.get(locus))
             if not gts:
                 continue
             s = st[idx[mb.id]]
+            if mb.kind != "full":
+                # one parent known (a half-sibling's father or mother, a child's parent the patient): one of
+                # the member's alleles comes from that parent's haplotype, the other from someone not typed
+                u = (fo[s] if mb.kind == "half_p" else mo[s] if mb.kind == "half_m"
+                     else fo[sp >> 1] if s == 0 else mo[sp & 1])
+                if not any(ok(x, u) or ok(y, u) for x, y in gts):
+                    side = {"half_p": "father", "half_m": "mother"}.get(mb.kind, "patient")
+                    found.setdefault((mb.id, side), []).append(
+                        (locus, " or ".join(dict.fromkeys(a for g in gts for a in g if a)) or "?"))
+                continue
             u, w = fo[s >> 1], mo[s & 1]
             best = None
             for x, y in gts:
@@ -1805,9 +1814,21 @@ def _conflicts(ped, members, loci, locus_data, path, people, m: _Matcher, best_o
             if mm:
                 found.setdefault((mb.id, "mother"), []).append((locus, b or "?"))
     out = []
+    patient_side = {"M": "father", "F": "mother"}.get(people[ped.patient].sex or "", "both")
     for (pid, side), items in found.items():
         loci_hit = tuple(loc for loc, _ in items)
         alleles = tuple(al for _, al in items)
+        if side == "patient":  # a child of the patient: the patient is its father or mother
+            if len(items) >= 2:
+                msg = (f"{pid} shares no haplotype with the patient, its parent, at {', '.join(loci_hit)}: "
+                       f"{', '.join(alleles)} cannot come from the patient")
+                causes = ("not the patient's child", "sample swap", "typing errors at several loci")
+            else:
+                msg = f"{pid}: {alleles[0]} at {loci_hit[0]} is in neither haplotype of the patient, its parent"
+                causes = ("typing error (re-type the sample)", "a recombination or mutation within the locus",
+                          "sample swap")
+            out.append(Conflict(pid, loci_hit, patient_side, alleles, msg, causes))
+            continue
         if len(items) >= 2:
             msg = (f"{pid} shares no haplotype with the {side} at {', '.join(loci_hit)}: "
                    f"{', '.join(alleles)} cannot come from the {side}")
