@@ -131,6 +131,49 @@ def test_parents_not_typed_and_the_phase_open_a_genotype_identical_sibling_is_hl
     assert "Phase open at DRB1: the haplotypes list each allele they may carry there" in text
 
 
+# A third simulated family, no parent typed (truth: the father passed the patient's haplotype a to S2, S3 and,
+# crossed over between DQB1 and DPB1, to S1; the mother passed c to the patient and S3, d to S1 and S2). S2 is
+# typed at low resolution at DQB1, so which DQB1 allele each haplotype carries is open: in some explanations
+# the father's two haplotypes carry DQB1*02:110 (S1 has the patient's paternal allele), in others the
+# mother's carry it (S1 has her maternal one). S1 shares one allele at every class locus in every explanation.
+_OPEN_DQB1 = """family_id,id,relation,sex,A,C,B,DRB1,DQB1,DPB1
+F1,P,patient,M,A*11:269+A*02:178,C*03:67+C*05:256,B*55:106+B*18:03,DRB1*11:333+DRB1*11:117,DQB1*02:110+DQB1*06:116,DPB1*790:01+DPB1*1033:01
+F1,S1,brother,M,A*11:269+A*11:385,C*03:67+C*03:497,B*55:106+B*15:93,DRB1*11:333+DRB1*04:27,DQB1*02:110+DQB1*06:358,DPB1*503:01+DPB1*1172:01
+F1,S2,brother,M,A*11:269+A*11:385,C*03:67+C*03:497,B*55:106+B*15:93,DRB1*11:333+DRB1*04:27,DQB1*02+DQB1*06,DPB1*790:01+DPB1*1172:01
+F1,S3,brother,M,A*11:269+A*02:178,C*03:67+C*05:256,B*55:106+B*18:03,DRB1*11:333+DRB1*11:117,DQB1*02:110+DQB1*06:116,DPB1*790:01+DPB1*1033:01
+"""
+
+
+def test_a_parent_homozygous_in_some_explanations_and_the_other_in_the_rest(ref, tmp_path):
+    """S1 is haploidentical (the simulated truth) though no one parent is homozygous at DQB1 in every
+    explanation: the sharing is read per explanation (it was 'mismatched', none at DQB1)."""
+    f = tmp_path / "f.csv"
+    f.write_text(_OPEN_DQB1)
+    (fam,), _ = read_family_file(f, ref.nomenclature)
+    for s in (segregate(fam, ref.nomenclature), segregate(fam, ref.nomenclature, SegregationSettings(fast=False)),
+              family_relationships(fam, ref.nomenclature)):
+        assert classes(s) == {"S1": "haploidentical", "S2": "haploidentical", "S3": "HLA-identical"}
+        assert "one at DQB1" in s.relationship("S1").evidence and s.conflicts == ()
+        assert "do not fit" not in s.relationship("S1").evidence
+
+
+def test_too_many_explanations_count_only_the_homozygosity_every_one_shares(ref, tmp_path, monkeypatch):
+    """Past _MAX_EXPLANATIONS per solution (never met in practice) a parent counts as homozygous at a locus
+    only where every option says so: less sharing, never more (S1 of the family above falls back to
+    mismatched, as before explanations were read one by one)."""
+    import haplomatch.segregation as seg_module
+
+    monkeypatch.setattr(seg_module, "_MAX_EXPLANATIONS", 0)
+    monkeypatch.setattr(seg_module, "_SOLUTIONS", {})
+    monkeypatch.setattr(seg_module, "_TEMPLATES", {})
+    monkeypatch.setattr(seg_module, "_RELATIONSHIPS", {})
+    f = tmp_path / "f.csv"
+    f.write_text(_OPEN_DQB1)
+    (fam,), _ = read_family_file(f, ref.nomenclature)
+    c = classes(segregate(fam, ref.nomenclature))
+    assert (c["S1"], c["S2"], c["S3"]) == ("mismatched", "haploidentical", "HLA-identical")
+
+
 # Another simulated family (parents and grandparents typed; the father's haplotype a is a crossover of the
 # paternal grandfather's A~C~B and the paternal grandmother's DRB1~DQB1~DPB1, and S1 has two crossovers), in
 # which the four co-optimal solutions disagree on the phase of the father's DRB1, DQB1 and DPB1.
