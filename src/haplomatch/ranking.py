@@ -190,9 +190,13 @@ def summary(row: dict[str, Any]) -> str:
 
 def rank_facts(facts: pl.DataFrame, rules: RuleSet) -> list[Candidate]:
     """Candidates of one patient, ranked and explained."""
+    return explained(evaluate(facts, rules), rules)
+
+
+def explained(ranked: pl.DataFrame, rules: RuleSet) -> list[Candidate]:
+    """The candidates of an :func:`evaluate` table, in its order, each with its explanation."""
     from haplomatch.pairfacts import GLOSSARY
 
-    ranked = evaluate(facts, rules)
     out: list[Candidate] = []
     for row in ranked.to_dicts():
         reasons = explain(row, rules)

@@ -52,7 +52,7 @@ wrong number of cells are rejected for that alone (:mod:`haplomatch.registryfile
    counted in prefix order, reach N) is dropped; only the rest get the ranking facts. The order is total
    (donor id last), so the best N of the stream are the best N of the whole registry.
 4. **The answer.** The best N go through the general ``pairfacts.pair_facts`` (every fact, as for a family)
-   and ``ranking.rank_facts`` (explanations). The columns the ranking read are checked to be equal in both
+   and ``ranking.explained`` (explanations). The columns the ranking read are checked to be equal in both
    paths, and the order to be the same: a difference raises (it would be a bug).
 
 Rows in = donors ranked + donors rejected (:meth:`SearchResult.summary_line`).
@@ -1439,7 +1439,7 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     best), ``final`` (full facts and explanations of the best)."""
     from haplomatch.pairfacts import FactSettings, pair_facts
     from haplomatch.persons import people_frame
-    from haplomatch.ranking import evaluate, rank_facts
+    from haplomatch.ranking import evaluate, explained
     from haplomatch.registryfile import open_registry
 
     t0 = time.perf_counter()
@@ -1554,8 +1554,8 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
         raise _nothing_read(str(path), rows_in, rejected, rejects)
     donors = kept_people.drop("__row")
     full = general(donors.with_columns(kept["__row"])).rename({"donor___row": "row"})
-    cands = rank_facts(full, rules)
     ranked_full = evaluate(full, rules)
+    cands = explained(ranked_full, rules)
     check = sorted(need & set(kept.columns))
     a = kept.select(check + ["__row"]).sort("__row")
     g = full.select(check + [pl.col("row").alias("__row")]).sort("__row")
