@@ -174,6 +174,33 @@ def test_too_many_explanations_count_only_the_homozygosity_every_one_shares(ref,
     assert (c["S1"], c["S2"], c["S3"]) == ("mismatched", "haploidentical", "HLA-identical")
 
 
+def test_a_class_claimed_on_a_typing_below_two_fields_says_which_typing_would_confirm_it(ref, tmp_path):
+    """A simulated family (no parent typed) whose patient is typed DQB1*05+DQB1*05 and one sister B*52+B*40:
+    the sisters are HLA-identical at the resolution typed (the simulated truth: haploidentical, their DQB1
+    alleles differing at two fields). The evidence names the loci compared below two fields and whose typing;
+    a family typed at two fields everywhere says nothing of it."""
+    f = tmp_path / "f.csv"
+    f.write_text("""family_id,id,relation,sex,A,C,B,DRB1,DQB1,DPB1
+F1,P,patient,M,A*25:03+A*03:199,C*16:161+C*07:189,B*52:123+B*40:402,DRB1*07:46+DRB1*11:161,DQB1*05+DQB1*05,DPB1*363:01+DPB1*363:01
+F1,S1,sister,F,A*25:03+A*03:199,C*16:161+C*07:189,B*52+B*40,DRB1*07:46+DRB1*11:161,DQB1*05:227+DQB1*05:227,DPB1*363:01+DPB1*363:01
+F1,S2,sister,F,A*25:03+A*03:199,C*16:161+C*07:189,B*52:123+B*40:402,DRB1*07:46+DRB1*11:161,DQB1*05:227+DQB1*05:227,DPB1*363+DPB1*363
+F1,S3,sister,F,A*25:03+A*03:199,C*16:161+C*07:189,B*52:123+B*40:402,DRB1*07:46+DRB1*15:42,DQB1*05:227+DQB1*05:187,DPB1*363:01+DPB1*363:01
+F1,C1,son,M,A*25:03+A*02:743,C*16:161+C*07:781,B*52:123+B*44:301,DRB1*07:46+DRB1*07:125,DQB1*05:227+DQB1*03:218,DPB1*363:01+DPB1*1598:01
+F1,C2,son,M,A*25:03+A*02:743,C*16:161+C*07:781,B*52:123+B*44:301,DRB1*07:46+DRB1*07:125,DQB1*05:227+DQB1*03:218,DPB1*363:01+DPB1*1598:01
+""")
+    (fam,), _ = read_family_file(f, ref.nomenclature)
+    for s in (segregate(fam, ref.nomenclature), family_relationships(fam, ref.nomenclature)):
+        ev = {r.id: r.evidence for r in s.relationships}
+        c = classes(s)
+        assert (c["S1"], c["S2"], c["C1"]) == ("HLA-identical", "HLA-identical", "haploidentical")
+        assert ev["S2"].endswith("; DQB1 compared at the resolution typed (P not typed at two fields there): "
+                                 "typing at two fields would confirm the class")
+        assert "; B, DQB1 compared at the resolution typed (P and S1 not typed at two fields there)" in ev["S1"]
+    f.write_text(_NO_PARENTS.format(s1="DRB1*04:293+DRB1*03:113", s2="DRB1*04:293+DRB1*03:113"))
+    (fam,), _ = read_family_file(f, ref.nomenclature)
+    assert not any("resolution typed" in r.evidence for r in segregate(fam, ref.nomenclature).relationships)
+
+
 # Another simulated family (parents and grandparents typed; the father's haplotype a is a crossover of the
 # paternal grandfather's A~C~B and the paternal grandmother's DRB1~DQB1~DPB1, and S1 has two crossovers), in
 # which the four co-optimal solutions disagree on the phase of the father's DRB1, DQB1 and DPB1.

@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -167,6 +168,7 @@ class _Matcher:
         self.nom = nomenclature
         self._sets: dict[str, frozenset[str]] = {}
         self._pairs: dict[tuple[str, str], bool] = {}
+        self._two_field: dict[str, bool] = {}  # slot string -> more than one two-field name possible
 
     def alleles(self, slot: str) -> frozenset[str]:
         if slot not in self._sets:
@@ -1479,9 +1481,11 @@ def _named(family, people: dict, ped, members, loci, locus_data, tpl: _Template,
     conflicts = [] if tpl.no_conflicts else _family_conflicts(people, ped, members, loci, locus_data, tpl.path0, m,
                                                               settings)
     rels = []
+    coarse = _coarse(ids, people, loci, locus_data, m)
     for mb, (named, evidence, fields, possibilities) in zip(members[1:], tpl.members):
         p = people[mb.id]
-        rels.append(Relationship(p.id, p.relation, *fields, p.id + evidence if named else evidence, possibilities))
+        rel = Relationship(p.id, p.relation, *fields, p.id + evidence if named else evidence, possibilities)
+        rels.append(_resolution_said(rel, pt, p, loci, m) if coarse else rel)
     for place, lab, typed in tpl.parents:
         n = ids[place]
         rels.append(Relationship(
@@ -1492,7 +1496,8 @@ def _named(family, people: dict, ped, members, loci, locus_data, tpl: _Template,
         pat_hap = {loc: haplotypes["a"][loc] for loc in loci}
         mat_hap = {loc: haplotypes["c"][loc] for loc in loci}
         for oid in ped.others:
-            rels.append(_by_state(people[oid], pat_hap, mat_hap, pt, loci, m))
+            rels.append(_resolution_said(_by_state(people[oid], pat_hap, mat_hap, pt, loci, m), pt, people[oid],
+                                         loci, m))
     order: dict[str, int] = {}
     for i, x in enumerate(family.people):
         order.setdefault(x.id, i)
@@ -1722,6 +1727,82 @@ def _relationship_parts(solutions: set, loci, pt_loci, ibs: dict | None, typed: 
     if capped:
         ev += f"; the alleles at {', '.join(sorted(capped, key=loci.index))} do not fit the inheritance (see conflicts)"
     return True, ev, (shared, klass, labels, all_loci, typed, partial, True), ()
+
+
+def _two_field_ambiguous(t: LocusTyping | None, m: _Matcher) -> bool:
+    """Whether a typing leaves more than one protein (two-field name) possible: several genotypes, an allele
+    list whose names differ at two fields, or a name that is not one (one field, XX or MAC code, G or P group,
+    serology). Alleles are then compared at the resolution typed, not proven equal. (Kept on the typing, and
+    per name on the matcher: a screen asks it of every relative at every class locus.)"""
+    if t is None:
+        return False
+    hit = t.__dict__.get("_two_field_ambiguous")
+    if hit is None:
+        gs = t.genotypes
+        hit = len(gs) > 1
+        if not hit:
+            known = m._two_field
+            for slot in gs[0]:
+                if len(slot) == 1:
+                    one = known.get(slot[0])
+                    hit = _name_ambiguous(slot[0], m) if one is None else one
+                elif slot:
+                    hit = (len({":".join(n.split(":")[:2]) for n in slot}) > 1
+                           or any(_name_ambiguous(n, m) for n in slot))
+                if hit:
+                    break
+        t.__dict__["_two_field_ambiguous"] = hit  # (not a field: equality, hashing and replace() ignore it)
+    return hit
+
+
+#: an allele name of two numeric fields or more, with an optional expression suffix: one protein
+_FIELDS2 = re.compile(r"(?:HLA-)?[A-Z0-9]+\*\d+:\d+(?::\d+)*[LSCAQN]?\Z")
+
+
+def _name_ambiguous(name: str, m: _Matcher) -> bool:
+    hit = m._two_field.get(name)
+    if hit is None:
+        hit = m._two_field[name] = not _FIELDS2.match(name) and len(
+            {":".join(a.split(":")[:2]) for a in m.alleles(name)}) > 1
+    return hit
+
+
+def _coarse(ids: list[str], people: dict, loci, locus_data, m: _Matcher) -> bool:
+    """Whether some typing of the nuclear family (parents, patient, members) at a class locus leaves more than
+    one protein possible (:func:`_two_field_ambiguous`). The usual family has none, and nothing more is asked:
+    the fast computation reads the family's distinct slot strings per locus, which it already has."""
+    in_family = [pid for pid in ids if pid in people]
+    for loc, ld in zip(loci, locus_data):
+        if loc not in CLASS_LOCI:
+            continue
+        if isinstance(ld.fopts, _Named):
+            values, genotypes = ld.fopts.val, ld.gts.values()
+        else:
+            genotypes = [_genotypes(people[pid].hla.get(loc)) for pid in in_family]
+            values = {x for gts in genotypes for g in gts for x in g}
+        if any(len(gts) > 1 for gts in genotypes) or any(v is not None and _name_ambiguous(v, m) for v in values):
+            return True
+    return False
+
+
+def _resolution_said(r: Relationship, pt, p, loci, m: _Matcher) -> Relationship:
+    """A shared haplotype (or two) claimed where the patient's or the relative's typing at a class locus
+    leaves more than one protein possible: the evidence says which loci were compared at the resolution typed
+    and what typing would confirm the class (low resolution, XX codes, allele lists, serology)."""
+    if r.klass != "HLA-identical" and r.klass != "haploidentical":
+        return r
+    low, who = [], set()
+    for loc in r.loci_typed:
+        if loc in CLASS_LOCI:
+            a, b = _two_field_ambiguous(pt.hla.get(loc), m), _two_field_ambiguous(p.hla.get(loc), m)
+            if a or b:
+                low.append(loc)
+                who.update(x.id for x, y in ((pt, a), (p, b)) if y)
+    if not low:
+        return r
+    names = " and ".join(x.id for x in (pt, p) if x.id in who)
+    return replace(r, evidence=r.evidence + f"; {', '.join(low)} compared at the resolution typed ({names} not typed "
+                   "at two fields there): typing at two fields would confirm the class")
 
 
 def _carries(p, hap: dict[str, tuple[str, ...]], loci, m: _Matcher) -> tuple[bool | None, tuple[str, ...]]:
