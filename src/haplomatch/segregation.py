@@ -1741,11 +1741,9 @@ def _two_field_ambiguous(t: LocusTyping | None, m: _Matcher) -> bool:
         gs = t.genotypes
         hit = len(gs) > 1
         if not hit:
-            known = m._two_field
             for slot in gs[0]:
                 if len(slot) == 1:
-                    one = known.get(slot[0])
-                    hit = _name_ambiguous(slot[0], m) if one is None else one
+                    hit = _name_ambiguous(slot[0], m)
                 elif slot:
                     hit = (len({":".join(n.split(":")[:2]) for n in slot}) > 1
                            or any(_name_ambiguous(n, m) for n in slot))
@@ -1760,6 +1758,7 @@ _FIELDS2 = re.compile(r"(?:HLA-)?[A-Z0-9]+\*\d+:\d+(?::\d+)*[LSCAQN]?\Z")
 
 
 def _name_ambiguous(name: str, m: _Matcher) -> bool:
+    """One name (or a '/' list joined) that leaves more than one two-field name possible (kept per name)."""
     hit = m._two_field.get(name)
     if hit is None:
         hit = m._two_field[name] = not _FIELDS2.match(name) and len(
