@@ -492,6 +492,8 @@ def test_streaming_search_in_small_batches_gives_the_same_best_donors(ref, pool,
     small = search_registry(ref, patient, path, top=15, batch_size=200, progress=lambda r, b: seen.append(b))
     whole = search_registry(ref, patient, path, top=15, batch_size=10**7)
     assert small.batches == 8 and seen == list(range(1, 9)) and whole.batches == 1
+    # each batch's time is reported (the bench reads them), within the search's own
+    assert len(small.batch_seconds) == 8 and 0 < sum(small.batch_seconds) <= small.seconds
     assert [c.id for c in small.candidates] == [c.id for c in whole.candidates]
     assert small.facts.drop("rank").equals(whole.facts.drop("rank"))
     # and the best 15 of the whole registry, ranked in one piece by the general path

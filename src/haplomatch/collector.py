@@ -29,7 +29,9 @@ def collected_after() -> Iterator[None]:
     For a bounded unit of batch work (a screen part: reading, segregation and facts of a few thousand
     families). Even run 100x less often, the collector re-scans the unit's hundreds of thousands of live
     objects (a third of the reading time); the unit leaves only ~3 objects in cycles per family, which the
-    one young-generation collection after it frees (measured: 15,000 per 5,000 families, in 0.02–0.05 s)."""
+    one young-generation collection after it frees. That collection scans what the unit left alive, so its
+    cost is the memos' growth: 0.39 s after 10^4 families read with empty memos (~980,000 new live objects,
+    31,700 freed), well under a millisecond when the same families are screened again."""
     was = gc.isenabled()
     gc.disable()
     try:

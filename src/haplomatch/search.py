@@ -1282,6 +1282,8 @@ class SearchResult:
     path: str  # "fast" or "general"
     warnings: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    #: each batch's seconds, from reading it to keeping its best (the first reads every new cell value)
+    batch_seconds: tuple[float, ...] = ()
 
     def summary_line(self) -> str:
         return (f"rows in: {self.rows_in:,}; donors ranked: {self.ranked:,}; rejected: {self.rejected:,}; "
@@ -1463,6 +1465,7 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     warnings: list[str] = [str(p) for p in probs]
     tm: dict[str, float] = {}
     clock = [time.perf_counter()]
+    per_batch: list[float] = []
 
     def lap(name: str) -> None:
         now = time.perf_counter()
@@ -1473,6 +1476,7 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
         return pair_facts(ref, pair_frame(patient_df, donors), None, antibodies, settings)
 
     for batch, ragged in source.batches(batch_size):
+        began = clock[0]
         lap("read")
         if reader is None:
             reader = RegistryReader(ref, layout, settings.compat, missing_second=missing_second)
@@ -1492,6 +1496,7 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
         rows = np.nonzero(~b.error)[0]
         lap("cells")
         if rows.size == 0:
+            per_batch.append(clock[0] - began)
             if progress:
                 progress(rows_in, batches)
             continue
@@ -1547,6 +1552,7 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
                                 people.select(kept_people.columns)])
         kept_people = kept.select("__row").join(people, on="__row", how="left", maintain_order="left")
         lap("select")
+        per_batch.append(clock[0] - began)
         if progress:
             progress(rows_in, batches)
 
@@ -1570,4 +1576,5 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     return SearchResult(
         patient.id, rules.profile, ref.label, rules.path, tuple(cands), ranked_full, rows_in, ranked, rejected,
         rej, batches, time.perf_counter() - t0, "fast" if use_fast else "general", tuple(warnings), tm,
+        tuple(per_batch),
     )
