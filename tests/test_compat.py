@@ -470,3 +470,50 @@ def test_slot_tables_remembered_per_process_equal_fresh_ones(ref, monkeypatch):
     monkeypatch.setattr(slotmemo, "_MAX_ROWS", 3)
     got = slot_keys(ref, second).sort("slot")
     assert got.equals(_slot_keys(ref, [s for s in second if s], "two_field", "wmda").sort("slot"))
+
+
+# --------------------------------------------------------------------------------------------- ranges
+
+_LOW_PATIENT = "A*02+A*24:02^C*07:02+C*05:01/C*05:03^B*07:02+B*44:02"
+_HIGH_DONOR = "A*02:01+A*03:01^C*07:02+C*05:01^B*07:02+B*08:01^DRB1*15:01+DRB1*04:01"
+
+
+def test_a_count_left_as_a_range_says_why_and_what_typing_would_settle_it(ref):
+    from haplomatch.compat import range_notes
+
+    p = person_from_gl("P", _LOW_PATIENT, nomenclature=ref.nomenclature)
+    d = person_from_gl("D", _HIGH_DONOR, nomenclature=ref.nomenclature)
+    row = compat_one(ref, p, d)
+    notes = range_notes(ref, p, d, row)
+    # B is counted exactly (one mismatch each way): nothing to settle
+    assert (row["gvh_B"], row["hvg_B"]) == (1, 1) and "B" not in notes
+    # an allele list of two proteins: both named
+    assert (row["gvh_C_min"], row["gvh_C_max"]) == (0, 1)
+    assert notes["C"] == ("the patient's C*05:01/C*05:03 may be any of 2 two-field alleles (C*05:01, C*05:03): "
+                          "typing the patient at C to one two-field allele per slot would settle it")
+    # a first-field name: the first of the release's A*02 proteins shown, the rest counted
+    assert notes["A"].startswith("the patient's A*02 may be any of ")
+    assert "two-field alleles (A*02:01, A*02:02, A*02:03, A*02:04, …): typing the patient at A" in notes["A"]
+    # a locus typed in one person only, and in neither
+    assert notes["DRB1"] == ("DRB1 is not typed in the patient: typing the patient at DRB1 to one two-field "
+                             "allele per slot would settle it")
+    assert notes["DQB1"].startswith("DQB1 is not typed in the patient or the donor: typing the patient and the donor")
+    # at the antigen level C*05:01 and C*05:03 are both Cw5 (rel_dna_ser.txt): no range, no note there
+    st_ = CompatSettings(level="antigen")
+    row = compat_one(ref, p, d, st_)
+    notes = range_notes(ref, p, d, row, st_)
+    assert row["gvh_C"] == 0 and "C" not in notes
+    assert notes["DRB1"].endswith("to one antigen per slot would settle it")
+
+
+def test_match_prints_and_writes_what_would_settle_a_range(ref):
+    from haplomatch.cli_match import match_cmd
+
+    res = CliRunner().invoke(match_cmd, ["--patient", _LOW_PATIENT, "--donor", _HIGH_DONOR, "--format", "json"],
+                             catch_exceptions=False)
+    doc = json.loads(res.output)
+    assert doc["loci"]["C"]["settle"].startswith("the patient's C*05:01/C*05:03 may be any of 2")
+    assert "settle" not in doc["loci"]["B"]
+    res = CliRunner().invoke(match_cmd, ["--patient", _LOW_PATIENT, "--donor", _HIGH_DONOR], catch_exceptions=False)
+    assert "  note: C: the patient's C*05:01/C*05:03 may be any of 2 two-field alleles" in res.output
+    assert "note: B:" not in res.output

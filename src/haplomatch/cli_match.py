@@ -49,8 +49,9 @@ def _person(pid: str, gl: str, ref, who: str):
 
 
 def match_report(row: dict, settings: CompatSettings, release: str, dsa_row: dict | None = None,
-                 dsa_sources: dict | None = None, thresholds=None) -> dict:
-    """The JSON object of one pair from its rows of ``compat_pair_facts`` (and ``dsa_pair_facts``)."""
+                 dsa_sources: dict | None = None, thresholds=None, notes: dict[str, str] | None = None) -> dict:
+    """The JSON object of one pair from its rows of ``compat_pair_facts`` (and ``dsa_pair_facts``); ``notes``
+    (``compat.range_notes``) says, per locus counted as a range, why and what typing would settle it."""
     from haplomatch.compat import sources
 
     loci: dict = {}
@@ -65,6 +66,8 @@ def match_report(row: dict, settings: CompatSettings, release: str, dsa_row: dic
         }
         if row[f"gvh_{loc}"] is None or row[f"hvg_{loc}"] is None:
             d |= {k: row[f"{k.split('_')[0]}_{loc}_{k.split('_')[1]}"] for k in ("gvh_min", "gvh_max", "hvg_min", "hvg_max")}
+        if notes and loc in notes:
+            d["settle"] = notes[loc]
         if row.get(f"error_{loc}"):
             d["error"] = row[f"error_{loc}"]
         loci[loc] = d
@@ -134,6 +137,7 @@ def _text(report: dict) -> str:
         rows.append({"locus": loc, "level": d["level"], "gvh": cnt("gvh"), "hvg": cnt("hvg"),
                      "gvh_kind": d["gvh_kind"], "hvg_kind": d["hvg_kind"], "typed": d["typed"]})
     lines.append(table(rows, ["locus", "level", "gvh", "hvg", "gvh_kind", "hvg_kind", "typed"]))
+    lines += [f"  note: {loc}: {d['settle']}" for loc, d in report["loci"].items() if d.get("settle")]
     g = report["grades"]
     lines.append("\nMatch grades   GvH      HvG      bidirectional")
     for n in _GRADES:
@@ -205,7 +209,7 @@ def match_cmd(patient_gl, donor_gl, antibodies, homozygous_count, level, null_al
       haplomatch match --patient 'A*01:01+A*02:01^B*08:01+B*07:02' \\
                        --donor 'A*01:01+A*03:01^B*08:01+B*44:02' --format json
     """
-    from haplomatch.compat import compat_pair_facts, one_pair_frame
+    from haplomatch.compat import compat_pair_facts, one_pair_frame, range_notes
 
     ref = _load(reference_dir)
     settings = CompatSettings(level=level, homozygous_count=int(homozygous_count), null_alleles=null_alleles,
@@ -226,7 +230,8 @@ def match_cmd(patient_gl, donor_gl, antibodies, homozygous_count, level, null_al
         thresholds = load_thresholds()
         dsa_row = dsa_pair_facts(ref, pairs, abs_, thresholds).to_dicts()[0]
         dsa_src = dsa_sources(thresholds)
-    report = match_report(row, settings, ref.label, dsa_row, dsa_src, thresholds)
+    report = match_report(row, settings, ref.label, dsa_row, dsa_src, thresholds,
+                          range_notes(ref, patient, donor, row, settings))
     if fmt == "json":
         click.echo(json.dumps(report, indent=2, default=str))
         return

@@ -695,3 +695,53 @@ def one_pair_frame(patient, donor) -> pl.DataFrame:
 def compat_one(ref: Reference, patient, donor, settings: CompatSettings | None = None) -> dict:
     """The compatibility facts of one pair, as a dict of the columns of :func:`compat_pair_facts`."""
     return compat_pair_facts(ref, one_pair_frame(patient, donor), settings).to_dicts()[0]
+
+
+#: what one key of a level is called (singular, plural)
+_LEVEL_UNITS = {"two_field": ("two-field allele", "two-field alleles"), "p_group": ("P group", "P groups"),
+                "antigen": ("antigen", "antigens"), "broad": ("broad antigen", "broad antigens")}
+
+
+def range_notes(ref: Reference, patient, donor, row: dict, settings: CompatSettings | None = None) -> dict[str, str]:
+    """Per locus whose mismatch count is a range in ``row`` (the pair's :func:`compat_pair_facts` row): why
+    (the person not typed there, or each slot that may be more than one allele at the level compared, with
+    how many and the first few) and what typing would settle it. The brief's rule for ambiguity: say what is
+    possible and what would settle it, never pick one."""
+    from haplomatch.persons import slot_strings
+
+    settings = settings or CompatSettings()
+    unit, units = _LEVEL_UNITS[settings.level]
+    notes: dict[str, str] = {}
+    for loc in settings.loci:
+        if f"gvh_{loc}" not in row or row.get(f"gvh_{loc}_min") is None:
+            continue  # not compared, or an error said elsewhere
+        if row[f"gvh_{loc}"] is not None and row[f"hvg_{loc}"] is not None:
+            continue  # one count in each direction
+        parts: list[str] = []
+        untyped = [who for who, person in (("patient", patient), ("donor", donor))
+                   if person.hla.get(loc) is None or not person.hla[loc].typed]
+        if untyped:
+            parts.append(f"{loc} is not typed in the {' or the '.join(untyped)}")
+        whos = list(untyped)
+        for who, person in (("patient", patient), ("donor", donor)):
+            if who in untyped:
+                continue
+            t = person.hla[loc]
+            slots = slot_strings(t)
+            if None in slots:
+                parts.append(f"the {who}'s second {loc} allele is open")
+                whos.append(who)
+            named = [s for s in dict.fromkeys(slots) if s is not None]
+            keys = slot_keys(ref, named, settings.level, settings.null_alleles)
+            for slot, k in zip(keys["slot"].to_list(), keys["keys"].to_list()):
+                if k is not None and len(k) > 1:
+                    shown = ", ".join(k[:4]) + (", …" if len(k) > 4 else "")
+                    parts.append(f"the {who}'s {slot} may be any of {len(k):,} {units} ({shown})")
+                    if who not in whos:
+                        whos.append(who)
+        if not parts:
+            parts.append("the typings leave more than one count possible")
+            whos = ["patient", "donor"]
+        notes[loc] = (f"{'; '.join(parts)}: typing {' and '.join(f'the {w}' for w in whos)} at {loc} to one "
+                      f"{unit} per slot would settle it")
+    return notes
