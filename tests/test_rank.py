@@ -194,3 +194,23 @@ def test_a_set_option_without_equals_is_refused(command, tmp_path, monkeypatch):
     r = CliRunner().invoke(main, [*command, "--set", "dsa_exclude_mfi"])
     assert r.exit_code == 2 and "--set needs NAME=VALUE, not 'dsa_exclude_mfi'" in r.output
     assert not (tmp_path / "never-written.csv").exists()
+
+
+def test_a_haploidentical_class_on_a_low_resolution_typing_says_what_would_confirm_it(tmp_path):
+    # the sister typed A*02 (first field) where the mother's haplotype c carries A*02:01: she is haploidentical
+    # by segregation, but her A is compared at the resolution typed, and the tier's explanation says so
+    text = Path(FAMILY).read_text().replace("S02,sister,F,13,45,O+,pos,VV,yes,A*24:02+A*02:01,",
+                                            "S02,sister,F,13,45,O+,pos,VV,yes,A*24:02+A*02,")
+    assert "A*24:02+A*02," in text
+    fam = tmp_path / "family.csv"
+    fam.write_text(text)
+    r = run("rank", str(fam), "--antibodies", ABS, "--format", "json")
+    c = {x["id"]: x for x in json.loads(r.output)["candidates"]}
+    (e,) = [e for e in c["S02"]["explanation"] if e["rule"] == "haploidentical"]
+    assert e["text"].startswith("S02 (sister) is haploidentical: shares haplotype c with the patient (S02 inherited")
+    assert ("A compared at the resolution typed (S02 not typed at two fields there): typing at two fields would "
+            "confirm the class") in e["text"]
+    # a parent's class needs no such note
+    (e,) = [e for e in c["M01"]["explanation"] if e["rule"] == "haploidentical"]
+    assert e["text"].endswith("(a parent passes one haplotype to every child: the patient inherited haplotype c "
+                              "from M01)")
