@@ -214,3 +214,26 @@ def test_a_haploidentical_class_on_a_low_resolution_typing_says_what_would_confi
     (e,) = [e for e in c["M01"]["explanation"] if e["rule"] == "haploidentical"]
     assert e["text"].endswith("(a parent passes one haplotype to every child: the patient inherited haplotype c "
                               "from M01)")
+
+
+def test_a_mismatch_range_in_rank_says_whose_typing_and_what_would_settle_it(tmp_path):
+    # the sister typed A*02 (first field): her A mismatches with the patient's A*01:01+A*02:01 are 1 or 2
+    text = Path(FAMILY).read_text().replace("S02,sister,F,13,45,O+,pos,VV,yes,A*24:02+A*02:01,",
+                                            "S02,sister,F,13,45,O+,pos,VV,yes,A*24:02+A*02,")
+    fam = tmp_path / "family.csv"
+    fam.write_text(text)
+    doc = json.loads(run("rank", str(fam), "--antibodies", ABS, "--format", "json").output)
+    c = {x["id"]: x for x in doc["candidates"]}
+    assert c["S02"]["facts"]["gvh_A"] is None and "HLA 3-4/8 bidirectional" in c["S02"]["summary"]
+    (w,) = [w for w in doc["warnings"] if w.startswith("S02's mismatches at A are a range")]
+    assert "S02's A*02 may be any of " in w and "(A*02:01, A*02:02, A*02:03, A*02:04, …)" in w
+    assert w.endswith("typing S02 at A to one two-field allele per slot would settle it")
+    # the fully typed relatives have exact counts and no such warning
+    assert not [w for w in doc["warnings"] if "are a range" in w and not w.startswith("S02")]
+    # the patient typed A*02 too: said once, for every donor
+    text = text.replace("P01,patient,F,6,19.5,A+,neg,VF,no,A*01:01+A*02:01,",
+                        "P01,patient,F,6,19.5,A+,neg,VF,no,A*01:01+A*02,")
+    fam.write_text(text)
+    doc = json.loads(run("rank", str(fam), "--antibodies", ABS, "--format", "json").output)
+    (w,) = [w for w in doc["warnings"] if w.startswith("the patient's A*02 may be any of")]
+    assert "every donor's mismatches at A depend on it" in w

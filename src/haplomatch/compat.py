@@ -702,46 +702,59 @@ _LEVEL_UNITS = {"two_field": ("two-field allele", "two-field alleles"), "p_group
                 "antigen": ("antigen", "antigens"), "broad": ("broad antigen", "broad antigens")}
 
 
-def range_notes(ref: Reference, patient, donor, row: dict, settings: CompatSettings | None = None) -> dict[str, str]:
-    """Per locus whose mismatch count is a range in ``row`` (the pair's :func:`compat_pair_facts` row): why
-    (the person not typed there, or each slot that may be more than one allele at the level compared, with
-    how many and the first few) and what typing would settle it. The brief's rule for ambiguity: say what is
-    possible and what would settle it, never pick one."""
+def ambiguous_slots(ref: Reference, person, loc: str, settings: CompatSettings | None = None) -> list[str]:
+    """What makes a person's typing at ``loc`` more than one allele at the level compared, in words: an open
+    second slot, or each slot that may be several (how many, and the first few). Empty when not typed."""
     from haplomatch.persons import slot_strings
 
     settings = settings or CompatSettings()
-    unit, units = _LEVEL_UNITS[settings.level]
+    t = person.hla.get(loc)
+    if t is None or not t.typed:
+        return []
+    units = _LEVEL_UNITS[settings.level][1]
+    out = []
+    slots = slot_strings(t)
+    if None in slots:
+        out.append(f"second {loc} allele is open")
+    keys = slot_keys(ref, [x for x in dict.fromkeys(slots) if x is not None], settings.level, settings.null_alleles)
+    for slot, k in zip(keys["slot"].to_list(), keys["keys"].to_list()):
+        if k is not None and len(k) > 1:
+            shown = ", ".join(k[:4]) + (", …" if len(k) > 4 else "")
+            out.append(f"{slot} may be any of {len(k):,} {units} ({shown})")
+    return out
+
+
+def range_notes(ref: Reference, patient, donor, row: dict, settings: CompatSettings | None = None,
+                names: tuple[str, str] = ("the patient", "the donor"), untyped: bool = True,
+                ask: tuple[bool, bool] = (True, True)) -> dict[str, str]:
+    """Per locus whose mismatch count is a range in ``row`` (the pair's :func:`compat_pair_facts` row): why
+    (the person not typed there, or what makes a typing more than one allele at the level compared,
+    :func:`ambiguous_slots`) and what typing would settle it, naming the two people as ``names`` says.
+    ``untyped=False``: a missing typing is not a reason given; ``ask``: whose typing is looked at (patient,
+    donor). The brief's rule for ambiguity: say what is possible and what would settle it, never pick one."""
+    settings = settings or CompatSettings()
+    unit = _LEVEL_UNITS[settings.level][0]
     notes: dict[str, str] = {}
     for loc in settings.loci:
         if f"gvh_{loc}" not in row or row.get(f"gvh_{loc}_min") is None:
             continue  # not compared, or an error said elsewhere
         if row[f"gvh_{loc}"] is not None and row[f"hvg_{loc}"] is not None:
             continue  # one count in each direction
-        parts: list[str] = []
-        untyped = [who for who, person in (("patient", patient), ("donor", donor))
-                   if person.hla.get(loc) is None or not person.hla[loc].typed]
-        if untyped:
-            parts.append(f"{loc} is not typed in the {' or the '.join(untyped)}")
-        whos = list(untyped)
-        for who, person in (("patient", patient), ("donor", donor)):
-            if who in untyped:
-                continue
-            t = person.hla[loc]
-            slots = slot_strings(t)
-            if None in slots:
-                parts.append(f"the {who}'s second {loc} allele is open")
+        pair = [(who, person) for (who, person), a in zip(zip(names, (patient, donor)), ask) if a]
+        missing = [who for who, person in pair if person.hla.get(loc) is None or not person.hla[loc].typed]
+        said = missing if untyped else []
+        parts = [f"{loc} is not typed in {' or '.join(said)}"] if said else []
+        whos = list(said)
+        for who, person in pair:
+            why = ambiguous_slots(ref, person, loc, settings)
+            parts += [f"{who}'s {w}" for w in why]
+            if why:
                 whos.append(who)
-            named = [s for s in dict.fromkeys(slots) if s is not None]
-            keys = slot_keys(ref, named, settings.level, settings.null_alleles)
-            for slot, k in zip(keys["slot"].to_list(), keys["keys"].to_list()):
-                if k is not None and len(k) > 1:
-                    shown = ", ".join(k[:4]) + (", …" if len(k) > 4 else "")
-                    parts.append(f"the {who}'s {slot} may be any of {len(k):,} {units} ({shown})")
-                    if who not in whos:
-                        whos.append(who)
         if not parts:
+            if missing or not all(ask):
+                continue  # nothing asked for explains it
             parts.append("the typings leave more than one count possible")
-            whos = ["patient", "donor"]
-        notes[loc] = (f"{'; '.join(parts)}: typing {' and '.join(f'the {w}' for w in whos)} at {loc} to one "
+            whos = list(names)
+        notes[loc] = (f"{'; '.join(parts)}: typing {' and '.join(whos)} at {loc} to one "
                       f"{unit} per slot would settle it")
     return notes

@@ -208,6 +208,28 @@ def explained(ranked: pl.DataFrame, rules: RuleSet) -> list[Candidate]:
     return out
 
 
+def _range_warnings(ref, family, facts, compat) -> list[str]:
+    """Why a mismatch count is a range, and what typing would settle it: once per locus for the patient's
+    typing (every donor's count there depends on it), then per donor for its own; a locus merely not typed
+    is left to the grade's range (the input shows it)."""
+    from haplomatch.compat import ambiguous_slots, range_notes
+
+    out: list[str] = []
+    patient = family.patient
+    rows = facts.to_dicts() if facts.height else []
+    for loc in compat.loci:
+        why = ambiguous_slots(ref, patient, loc, compat)
+        if why and any(r.get(f"gvh_{loc}") is None or r.get(f"hvg_{loc}") is None for r in rows):
+            out.append(f"the patient's {'; '.join(why)}: every donor's mismatches at {loc} depend on it; typing "
+                       f"the patient at {loc} to one allele per slot at the level compared ({compat.level}) would settle them")
+    for r in rows:
+        pid = r["donor_id"]
+        for loc, note in range_notes(ref, patient, family.person(pid), r, compat, names=("the patient", pid),
+                                     untyped=False, ask=(False, True)).items():
+            out.append(f"{pid}'s mismatches at {loc} are a range: {note}")
+    return out
+
+
 def rank_family(ref, family, profile: str = "haplo-hsct", antibodies=None, rules_path=None, overrides=None,
                 settings=None, warnings: tuple[str, ...] = ()) -> Ranking:
     """Rank the patient's relatives for a treatment profile (the library form of ``haplomatch rank``)."""
@@ -217,6 +239,7 @@ def rank_family(ref, family, profile: str = "haplo-hsct", antibodies=None, rules
     rules = rules_for(profile, rules_path, dict(facts.schema), overrides)
     warnings = list(warnings) + [f"{c.message} (likely: {', '.join(c.causes)})" for c in seg.conflicts]
     warnings += [r.text for r in seg.recombinants] + list(seg.notes)
+    warnings += _range_warnings(ref, family, facts, (settings or FactSettings()).compat)
     if antibodies is None:
         warnings.append("no antibody report given: donor-specific antibodies were not checked")
     return Ranking(
