@@ -702,6 +702,11 @@ _LEVEL_UNITS = {"two_field": ("two-field allele", "two-field alleles"), "p_group
                 "antigen": ("antigen", "antigens"), "broad": ("broad antigen", "broad antigens")}
 
 
+def settle_unit(level: str) -> str:
+    """What a typing must name one of per slot to give one count at ``level`` ("two-field allele", …)."""
+    return _LEVEL_UNITS[level][0]
+
+
 def ambiguous_slots(ref: Reference, person, loc: str, settings: CompatSettings | None = None) -> list[str]:
     """What makes a person's typing at ``loc`` more than one allele at the level compared, in words: an open
     second slot, or each slot that may be several (how many, and the first few). Empty when not typed."""
@@ -733,7 +738,7 @@ def range_notes(ref: Reference, patient, donor, row: dict, settings: CompatSetti
     ``untyped=False``: a missing typing is not a reason given; ``ask``: whose typing is looked at (patient,
     donor). The brief's rule for ambiguity: say what is possible and what would settle it, never pick one."""
     settings = settings or CompatSettings()
-    unit = _LEVEL_UNITS[settings.level][0]
+    unit = settle_unit(settings.level)
     notes: dict[str, str] = {}
     for loc in settings.loci:
         if f"gvh_{loc}" not in row or row.get(f"gvh_{loc}_min") is None:

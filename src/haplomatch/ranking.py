@@ -212,7 +212,7 @@ def _range_warnings(ref, family, facts, compat) -> list[str]:
     """Why a mismatch count is a range, and what typing would settle it: once per locus for the patient's
     typing (every donor's count there depends on it), then per donor for its own; a locus merely not typed
     is left to the grade's range (the input shows it)."""
-    from haplomatch.compat import ambiguous_slots, range_notes
+    from haplomatch.compat import ambiguous_slots, range_notes, settle_unit
 
     out: list[str] = []
     patient = family.patient
@@ -220,8 +220,8 @@ def _range_warnings(ref, family, facts, compat) -> list[str]:
     for loc in compat.loci:
         why = ambiguous_slots(ref, patient, loc, compat)
         if why and any(r.get(f"gvh_{loc}") is None or r.get(f"hvg_{loc}") is None for r in rows):
-            out.append(f"the patient's {'; '.join(why)}: every donor's mismatches at {loc} depend on it; typing "
-                       f"the patient at {loc} to one allele per slot at the level compared ({compat.level}) would settle them")
+            out.append(f"the patient's {'; '.join(why)}: every donor's mismatches at {loc} depend on it; typing the "
+                       f"patient at {loc} to one {settle_unit(compat.level)} per slot would settle them")
     for r in rows:
         pid = r["donor_id"]
         for loc, note in range_notes(ref, patient, family.person(pid), r, compat, names=("the patient", pid),
