@@ -234,6 +234,14 @@ class _Interner:
         self._table.extend(new["h1"].to_numpy())
         self._h2 = np.concatenate([self._h2, new["h2"].to_numpy()])
 
+    def load(self, keys: list) -> None:
+        """Take ``keys`` (distinct, in id order: a prepared registry's dictionary) as the values, read at once.
+        Rows are then given by their ids, never looked up by hash."""
+        if self.keys:  # pragma: no cover - a reader loads a prepared registry once
+            raise RuntimeError("internal error: a prepared dictionary loaded twice")
+        self.keys = list(keys)
+        self.values = self.parse(self.keys) if self.keys else []
+
     def lookup(self, e: pl.Expr, name: str) -> list[pl.Expr]:
         """Expressions giving the two hashes of the values of ``e`` (:meth:`find` maps the first to ids)."""
         return [e.hash(self._S1).alias(f"{name}\x00h1"), e.hash(self._S2).alias(f"{name}\x00h2")]
@@ -687,31 +695,34 @@ class RegistryReader:
         return lambda xs: [one(x) for x in xs]
 
     # -- a batch --
+    def items(self, batch: pl.DataFrame) -> list[tuple[str, "_Interner", pl.Expr]]:
+        """The interned items of a batch: (name, interner, expression); the columns of a locus share one."""
+        return cell_items(self.layout, self._cells, self._kir, batch)
+
     def read(self, batch: pl.DataFrame) -> _Batch:
-        lay, n = self.layout, batch.height
+        """A registry batch, its cells interned (each distinct value read once, by its interner)."""
+        ids = _intern(batch, self.items(batch), self._prefetch)
+        return self.assemble(batch.height, ids, batch[self.layout.id_col].cast(pl.String))
+
+    def load(self, dictionaries: dict[str, list]) -> None:
+        """Read a prepared registry's distinct values (item name → values in id order), once, before its
+        batches (:meth:`assemble`): the values of a locus's two columns are one dictionary, named by either."""
+        seen: set[int] = set()
+        for name, values in dictionaries.items():
+            it = self._kir if name == KIR_ITEM else self._cells[name]
+            if id(it) in seen:
+                continue
+            seen.add(id(it))
+            loc = next((loc for loc, pair in self.layout.hla_pair.items() if name in pair), None)
+            if loc is not None and values:
+                self._prefetch({name: pl.Series(values, dtype=pl.String)})
+            it.load(values)
+
+    def assemble(self, n: int, ids: dict[str, np.ndarray], ident: pl.Series) -> _Batch:
+        """A batch from its items' ids (``ids``, per item name) and its raw donor ids."""
+        lay = self.layout
         err = np.zeros(n, dtype=bool)
         reasons: list[pl.Series] = []
-        # every interned column in one polars pass
-        items: list[tuple[str, _Interner, pl.Expr]] = []
-        for loc, (c1, c2) in lay.hla_pair.items():
-            if loc in CORE_LOCI:
-                items += [(c1, self._cells[c1], pl.col(c1).cast(pl.String)),
-                          (c2, self._cells[c2], pl.col(c2).cast(pl.String))]
-        for loc, c in lay.hla_single.items():
-            if loc in CORE_LOCI:
-                items.append((c, self._cells[c], pl.col(c).cast(pl.String)))
-        if lay.gl_col:
-            items.append((lay.gl_col, self._cells[lay.gl_col], pl.col(lay.gl_col).cast(pl.String)))
-        for f, c in lay.attrs.items():
-            items.append((c, self._cells[c], pl.col(c)))
-        kir_expr = None
-        if lay.kir_whole is not None:
-            kir_expr = pl.col(lay.kir_whole).cast(pl.String)
-        elif lay.kir_cols:
-            kir_expr = _kir_pattern(batch, lay.kir_cols)
-        if kir_expr is not None:
-            items.append(("\x00kir", self._kir, kir_expr))
-        ids = _intern(batch, items, self._prefetch)
 
         def note(it: _Interner, rows: np.ndarray, column: str) -> None:
             if not it.cached(("anyerr",), lambda vs: any(v[1] is not None for v in vs)):
@@ -759,16 +770,57 @@ class RegistryReader:
         for f, c in lay.attrs.items():
             note(self._cells[c], ids[c], c)
             attr[f] = (self._cells[c], ids[c])
-        kir = ids.get("\x00kir")
+        kir = ids.get(KIR_ITEM)
         if kir is not None:
             note(self._kir, kir, "KIR")
-        ident = batch[lay.id_col].cast(pl.String).str.strip_chars().alias("id")
+        ident = ident.str.strip_chars().alias("id")
         bad_id = (ident.is_null() | (ident == "")).to_numpy()
         if bad_id.any():
             err |= bad_id
             reasons.append(pl.select(pl.when(pl.Series(bad_id)).then(pl.lit(f"[{lay.id_col}] empty donor id"))
                                      .otherwise(pl.lit(None, pl.String)).alias("id")).to_series())
         return _Batch(self, n, ident, sid, attr, kir, err, reasons)
+
+
+#: The item name of the KIR cells (one pattern per row, whatever the KIR columns).
+KIR_ITEM = "\x00kir"
+
+
+def cell_items(layout: RegistryLayout, cells: dict[str, _Interner], kir: _Interner,
+               batch: pl.DataFrame) -> list[tuple[str, _Interner, pl.Expr]]:
+    """The items a registry batch is interned by (name, interner, expression over the batch): the HLA cells
+    of the core loci as text (a locus's two columns share one interner), the attribute cells as they are,
+    and the KIR cells as one pattern per row (:func:`_kir_pattern`)."""
+    items: list[tuple[str, _Interner, pl.Expr]] = []
+    for loc, (c1, c2) in layout.hla_pair.items():
+        if loc in CORE_LOCI:
+            items += [(c1, cells[c1], pl.col(c1).cast(pl.String)), (c2, cells[c2], pl.col(c2).cast(pl.String))]
+    for loc, c in layout.hla_single.items():
+        if loc in CORE_LOCI:
+            items.append((c, cells[c], pl.col(c).cast(pl.String)))
+    if layout.gl_col:
+        items.append((layout.gl_col, cells[layout.gl_col], pl.col(layout.gl_col).cast(pl.String)))
+    for c in layout.attrs.values():
+        items.append((c, cells[c], pl.col(c)))
+    if layout.kir_whole is not None:
+        items.append((KIR_ITEM, kir, pl.col(layout.kir_whole).cast(pl.String)))
+    elif layout.kir_cols:
+        items.append((KIR_ITEM, kir, _kir_pattern(batch, layout.kir_cols)))
+    return items
+
+
+def key_interners(layout: RegistryLayout) -> tuple[dict[str, _Interner], _Interner]:
+    """Interners that only number the distinct values (nothing is read), shared as :class:`RegistryReader`
+    shares its own: for a prepared registry (:mod:`haplomatch.prepared`)."""
+    def keep(xs: list) -> list:
+        return [None] * len(xs)
+
+    cells: dict[str, _Interner] = {}
+    for c1, c2 in layout.hla_pair.values():
+        cells[c1] = cells[c2] = _Interner(keep)
+    for c in (*layout.hla_single.values(), *([layout.gl_col] if layout.gl_col else []), *layout.attrs.values()):
+        cells[c] = _Interner(keep)
+    return cells, _Interner(keep)
 
 
 def _kir_pattern(batch: pl.DataFrame, cols: tuple[str, ...]) -> pl.Expr:
