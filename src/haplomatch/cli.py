@@ -43,6 +43,7 @@ class _LazyGroup(click.Group):
         "report": ("haplomatch.cli_report", "report_cmd"),
         "screen": ("haplomatch.cli_scale", "screen_cmd"),
         "search": ("haplomatch.cli_scale", "search_cmd"),
+        "prepare": ("haplomatch.cli_scale", "prepare_cmd"),
     }
 
     def list_commands(self, ctx):

@@ -18,7 +18,9 @@ wrong number of cells are rejected for that alone (:mod:`haplomatch.registryfile
    names' rows come from a per-release table that ``slot_keys`` derived once, :mod:`haplomatch.slotcache`).
    A donor whose row has a cell that does not read (an unknown allele, a bad KIR cell,
    sex ``X``) is not ranked: it is counted as rejected with its reason (``rejects``), as a family-file row
-   with an error is.
+   with an error is. A registry prepared by ``haplomatch prepare`` (:mod:`haplomatch.prepared`) already
+   holds each row as the ids of its cells: its distinct values are read first, all at once, by the same
+   readers (:meth:`RegistryReader.load`), and a batch is only gathered from them (no hashing).
 2. **The facts the ranking reads** (:class:`FastFacts`). Only the columns that the exclusion, tier and
    criterion rules read decide the best N, and for one patient they are computed with integer arrays:
 
@@ -1480,6 +1482,45 @@ def _nothing_read(fname: str, rows_in: int, rejected: int, rejects: list[pl.Data
 
 
 @fewer_collections()  # the first batch makes a few hundred thousand small objects (cells read)
+def _open_prepared(path: Path):
+    """The prepared registry at ``path`` (:mod:`haplomatch.prepared`), None for a registry file; refused when
+    its source file changed since it was prepared."""
+    from haplomatch.prepared import is_prepared, open_prepared
+
+    if not is_prepared(path):
+        if path.is_dir():
+            raise InputError.one("a directory, not a registry file nor a prepared registry (no manifest.json)",
+                                 file=str(path))
+        return None
+    prepared = open_prepared(path)
+    if prepared.source_state() == "changed":
+        raise InputError.one(f"the registry {prepared.source} changed since it was prepared ({prepared.created}): "
+                             f"a search would not see its donors as they are now", file=str(path),
+                             fix=f"prepare it again: haplomatch prepare {prepared.source} --out {path}")
+    return prepared
+
+
+def _check_prepared(prepared, layout: RegistryLayout) -> None:
+    """A prepared registry holds the items this version interns for its columns, or it is refused."""
+    cells, kir = key_interners(layout)
+    names = {n for n, _, _ in cell_items(layout, cells, kir, pl.DataFrame(schema={c: pl.String
+                                                                                   for c in prepared.columns}))}
+    if prepared.rows and names != set(prepared.items):
+        raise InputError.one(f"prepared by another version of haplomatch ({prepared.version}): its columns are "
+                             f"not those this version reads", file=str(prepared.path),
+                             fix=f"prepare it again: haplomatch prepare {prepared.source} --out {prepared.path}")
+
+
+def _stream(source, prepared, batch_size: int):
+    """(batch, ragged rows) in order: a registry file's data frames, or a prepared registry's
+    ``RegistryReader.assemble`` arguments (ids per item, donor id cells, rows)."""
+    if prepared is None:
+        yield from source.batches(batch_size)
+        return
+    for ids, ident, n, ragged in prepared.batches(batch_size):
+        yield (n, ids, ident), ragged
+
+
 def search_registry(ref, patient: Person, registry: str | Path, *, profile: str = "unrelated", top: int = 10,
                     rules_path=None, overrides=None, settings=None, antibodies=None,
                     batch_size: int = DEFAULT_BATCH, force_general: bool = False,
@@ -1501,8 +1542,12 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     path = Path(registry)
     if top < 1:
         raise HaplomatchError("--top must be at least 1")
-    source = open_registry(path)
-    layout, probs = registry_layout(list(source.columns), str(path))
+    prepared = _open_prepared(path)
+    source = open_registry(path) if prepared is None else None
+    columns = list(source.columns if prepared is None else prepared.columns)
+    layout, probs = registry_layout(columns, str(path))
+    if prepared is not None:
+        _check_prepared(prepared, layout)
     patient_df = people_frame([patient])
     reader: RegistryReader | None = None
     fast: FastFacts | None = None
@@ -1515,6 +1560,9 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     rows_in = ranked = rejected = batches = 0
     rejects: list[pl.DataFrame] = []
     warnings: list[str] = [str(p) for p in probs]
+    if prepared is not None and prepared.source_state() == "missing":
+        warnings.append(f"{path}: prepared on {prepared.created} from {prepared.source}, which is no longer there: "
+                        f"the donors are the registry as it was then")
     tm: dict[str, float] = {}
     clock = [time.perf_counter()]
     per_batch: list[float] = []
@@ -1527,15 +1575,17 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     def general(donors: pl.DataFrame) -> pl.DataFrame:
         return pair_facts(ref, pair_frame(patient_df, donors), None, antibodies, settings)
 
-    for batch, ragged in source.batches(batch_size):
+    for batch, ragged in _stream(source, prepared, batch_size):
         began = clock[0]
         lap("read")
         if reader is None:
             reader = RegistryReader(ref, layout, settings.compat, missing_second=missing_second)
-        b = reader.read(batch)
+            if prepared is not None:
+                reader.load(prepared.dictionaries())  # every distinct value read once, before any row
+        b = reader.read(batch) if prepared is None else reader.assemble(*batch)
         start = rows_in
         if ragged:
-            b = _ragged(b, ragged, len(source.columns), start)
+            b = _ragged(b, ragged, len(columns), start)
         rows_in += b.n
         batches += 1
         if b.error.any():

@@ -1,0 +1,224 @@
+"""Prepared registries (``haplomatch prepare``): a search of the prepared registry gives what a search of the
+file gives (donors, facts, ranks, rejected rows and their reasons), reads no cell by hash, and is refused when
+the registry file changed since it was prepared."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from haplomatch.cli import main
+from haplomatch.errors import InputError
+from haplomatch.persons import person_from_gl
+from haplomatch.prepared import MANIFEST, open_prepared, prepare_registry
+from haplomatch.search import search_registry
+from haplomatch.simulate import AllelePool, simulate_registry
+
+LOCI = ("A", "C", "B", "DRB1", "DQB1", "DPB1")
+#: typings a registry holds beside plain two-field names: allele lists, first-field and serology names,
+#: a null allele, a G group, an unknown allele (rejected)
+TRICKY = {
+    "A": ["A*01:01/A*01:02", "A*02", "A*01:01:01:02N", "A2", "A*02:01:01G", "A*99:99"],
+    "B": ["B*07", "B*44:02/B*44:03", "B27"],
+    "DPB1": ["DPB1*04:01/DPB1*04:02", "DPB1*10:01"],
+}
+
+
+@pytest.fixture(scope="module")
+def pool(ref):
+    return AllelePool.from_reference(ref)
+
+
+def _messy(pool, n: int, seed: int) -> pl.DataFrame:
+    reg = simulate_registry(n, seed, pool=pool)
+    rng = random.Random(seed)
+    cols = {}
+    for loc, names in TRICKY.items():
+        for i in (1, 2):
+            vals = reg[f"{loc}_{i}"].to_list()
+            for k in range(n):
+                if rng.random() < 0.3:
+                    vals[k] = rng.choice(names + [None])
+            cols[f"{loc}_{i}"] = pl.Series(vals, dtype=pl.String)
+    sex = ["X" if k % 41 == 5 else s for k, s in enumerate(reg["sex"].to_list())]
+    return reg.with_columns(**cols, sex=pl.Series(sex, dtype=pl.String))
+
+
+def _patient(ref, reg: pl.DataFrame, row: int = 0):
+    d = reg.row(row, named=True)
+    gl = "^".join(f"{d[f'{x}_1'] or 'DPB1*04:01'}+{d[f'{x}_2'] or d[f'{x}_1'] or 'DPB1*04:01'}" for x in LOCI
+                  if (d[f"{x}_1"] or "").find("99:99") < 0)
+    return person_from_gl("PT", gl, nomenclature=ref.nomenclature, relation="patient", sex="F", cmv=False,
+                          abo="A", rh="+")
+
+
+def _same(a, b) -> None:
+    assert (a.rows_in, a.ranked, a.rejected) == (b.rows_in, b.ranked, b.rejected)
+    assert [c.id for c in a.candidates] == [c.id for c in b.candidates]
+    assert [c.summary for c in a.candidates] == [c.summary for c in b.candidates]
+    assert a.facts.equals(b.facts)
+    assert a.rejects.equals(b.rejects)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_prepared_search_gives_the_answer_of_the_file(ref, pool, tmp_path, suffix):
+    """Prepared in parts of 37 rows, searched in batches of 50 (neither the file's): the same best donors,
+    facts, rejected rows and reasons as the file."""
+    reg = _messy(pool, 300, 11)
+    path = tmp_path / f"reg{suffix}"
+    reg.write_parquet(path) if suffix == ".parquet" else reg.write_csv(path)
+    prepared = prepare_registry(path, tmp_path / "reg.prepared", batch_size=37)
+    assert prepared.rows == 300 and len(prepared.parts) == 9
+    patient = _patient(ref, reg)
+    whole = search_registry(ref, patient, path, top=25, batch_size=1000)
+    assert whole.rejected > 10  # the unknown allele and sex X: the case under test
+    for batch in (50, 1000):
+        _same(search_registry(ref, patient, tmp_path / "reg.prepared", top=25, batch_size=batch), whole)
+
+
+def test_prepared_search_reads_no_cell_by_hash(ref, pool, tmp_path, monkeypatch):
+    """The point of preparing: the search gathers integers; the per-row hashing of cells is not run."""
+    import haplomatch.search as search_mod
+
+    reg = _messy(pool, 120, 3)
+    path = tmp_path / "reg.parquet"
+    reg.write_parquet(path)
+    prepare_registry(path, tmp_path / "p")
+    patient = _patient(ref, reg)
+    before = search_registry(ref, patient, path, top=5)
+
+    def no_hashing(*args, **kw):
+        raise AssertionError("a cell was hashed")
+
+    monkeypatch.setattr(search_mod, "_intern", no_hashing)
+    with pytest.raises(AssertionError, match="hashed"):
+        search_registry(ref, patient, path, top=5)
+    _same(search_registry(ref, patient, tmp_path / "p", top=5), before)
+
+
+def test_prepared_csv_rows_with_a_wrong_number_of_cells_and_blank_lines(ref, pool, tmp_path):
+    """A short row, a long row and blank lines: rejected with the file's reasons and row numbers."""
+    reg = simulate_registry(40, 6, pool=pool)
+    clean = tmp_path / "clean.csv"
+    reg.write_csv(clean)
+    lines = clean.read_text().splitlines()
+    short = ",".join(lines[4].split(",")[:-3])
+    body = lines[1:4] + [short] + lines[5:9] + [lines[9] + ",1"] + lines[10:20] + ["", ""] + lines[20:]
+    path = tmp_path / "ragged.csv"
+    path.write_text("\n".join([lines[0], *body]) + "\n")
+    prepare_registry(path, tmp_path / "p", batch_size=7)
+    patient = _patient(ref, reg, 12)
+    res = search_registry(ref, patient, tmp_path / "p", top=40, batch_size=3)  # the bad rows in later batches
+    assert res.rejects["row"].to_list() == [4, 9]
+    assert res.rejects["reason"][0].startswith(f"row has {len(lines[0].split(',')) - 3} cells")
+    _same(res, search_registry(ref, patient, path, top=40, batch_size=9))
+
+
+def test_prepared_kir_columns_read_as_numbers_in_one_part_and_as_text_in_another(ref, pool, tmp_path):
+    """Integer KIR columns are read as a number per row where a batch holds only 0/1, as text where it holds
+    another value (a 2 here): one dictionary holds both kinds, and the answer is the file's."""
+    reg = simulate_registry(60, 4, pool=pool)
+    kir = [c for c in reg.columns if c.upper().startswith("KIR")]
+    assert kir
+    reg = reg.with_columns([pl.col(c).cast(pl.Int64) for c in kir])
+    reg = reg.with_columns(pl.when(pl.int_range(pl.len()) == 45).then(2).otherwise(pl.col(kir[0])).alias(kir[0]))
+    path = tmp_path / "reg.parquet"
+    reg.write_parquet(path)
+    p = prepare_registry(path, tmp_path / "p", batch_size=20)
+    d = pl.read_parquet(tmp_path / "p" / p.dicts["\x00kir"])
+    assert d.columns == ["v", "int"] and d["int"].null_count() < d.height and d["v"].null_count() < d.height
+    patient = _patient(ref, reg)
+    _same(search_registry(ref, patient, tmp_path / "p", top=60, batch_size=25),
+          search_registry(ref, patient, path, top=60, batch_size=20))
+
+
+def test_prepared_registry_of_a_changed_file_is_refused_and_prepared_again(ref, pool, tmp_path):
+    reg = simulate_registry(30, 2, pool=pool)
+    path = tmp_path / "reg.parquet"
+    reg.write_parquet(path)
+    out = tmp_path / "p"
+    prepare_registry(path, out)
+    patient = _patient(ref, reg)
+    reg.head(20).write_parquet(path)
+    os.utime(path, ns=(1, 1))  # a different modification time, whatever the clock's resolution
+    with pytest.raises(InputError, match="changed since it was prepared") as e:
+        search_registry(ref, patient, out, top=5)
+    assert "haplomatch prepare" in e.value.problems[0].fix
+    prepare_registry(path, out)  # replaces the prepared registry
+    assert search_registry(ref, patient, out, top=5).rows_in == 20
+
+
+def test_prepared_registry_whose_file_is_gone_is_searched_with_a_warning(ref, pool, tmp_path):
+    reg = simulate_registry(30, 2, pool=pool)
+    path = tmp_path / "reg.parquet"
+    reg.write_parquet(path)
+    prepare_registry(path, tmp_path / "p")
+    patient = _patient(ref, reg)
+    before = search_registry(ref, patient, path, top=5)
+    path.unlink()
+    res = search_registry(ref, patient, tmp_path / "p", top=5)
+    assert [c.id for c in res.candidates] == [c.id for c in before.candidates]
+    assert any("no longer there" in w for w in res.warnings)
+
+
+def test_prepared_registry_refusals(ref, pool, tmp_path):
+    reg = simulate_registry(10, 2, pool=pool)
+    path = tmp_path / "reg.parquet"
+    reg.write_parquet(path)
+    patient = _patient(ref, reg)
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(InputError, match="not a registry file nor a prepared registry"):
+        search_registry(ref, patient, tmp_path / "plain", top=5)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x.txt").write_text("mine")
+    with pytest.raises(InputError, match="not a prepared registry: not overwritten"):
+        prepare_registry(path, tmp_path / "taken")
+    assert (tmp_path / "taken" / "x.txt").read_text() == "mine"
+    out = tmp_path / "p"
+    p = prepare_registry(path, out)
+    (out / p.parts[0]).unlink()
+    with pytest.raises(InputError, match="incomplete"):
+        search_registry(ref, patient, out, top=5)
+    prepare_registry(path, out)
+    m = json.loads((out / MANIFEST).read_text())
+    (out / MANIFEST).write_text(json.dumps(m | {"format": "haplomatch prepared registry, format 0"}))
+    with pytest.raises(InputError, match="another format"):
+        open_prepared(out)
+    (out / MANIFEST).write_text(json.dumps(m | {"items": {"A_1": "i0"}}))
+    with pytest.raises(InputError, match="another version"):
+        search_registry(ref, patient, out, top=5)
+    assert not [x for x in tmp_path.iterdir() if x.name.startswith(".")]  # no temporary directory left
+
+
+def test_prepare_and_search_commands(ref, pool, tmp_path):
+    reg = _messy(pool, 80, 5)
+    path = tmp_path / "reg.parquet"
+    reg.write_parquet(path)
+    out = tmp_path / "reg.prepared"
+    r = CliRunner().invoke(main, ["prepare", str(path), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    # 12 HLA columns (6 dictionaries: a locus's two share one), age, sex, abo, cmv, and the KIR genes as one
+    assert r.output.startswith(f"prepared 80 rows of {path} into {out}: 17 columns read as 11 dictionaries (")
+    values = open_prepared(out).dictionaries()
+    for x in LOCI:  # a locus's dictionary: its two columns' distinct cells, blank included
+        assert sorted(values[f"{x}_1"], key=str) == sorted(set(reg[f"{x}_1"].to_list() + reg[f"{x}_2"].to_list()),
+                                                           key=str)
+    assert values["sex"].count("X") == 1
+    d = reg.row(0, named=True)
+    gl = "^".join(f"{d[f'{x}_1'] or 'DPB1*04:01'}+{d[f'{x}_2'] or d[f'{x}_1'] or 'DPB1*04:01'}" for x in LOCI
+                  if "99:99" not in (d[f"{x}_1"] or ""))
+    runs = [CliRunner().invoke(main, ["search", "--patient", gl, "--donors", str(p), "--top", "5",
+                                      "--format", "json"]) for p in (path, out)]
+    assert [x.exit_code for x in runs] == [0, 0], runs[1].output
+    docs = [json.loads(x.stdout) for x in runs]
+    for doc in docs:
+        doc.pop("seconds")
+    assert docs[0] == docs[1]
+    assert docs[0]["rows_in"] == 80 and docs[0]["rejected"] > 0
+    missing = CliRunner().invoke(main, ["prepare", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "x")])
+    assert missing.exit_code == 2 and "registry file not found" in missing.output
