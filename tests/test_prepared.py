@@ -49,10 +49,23 @@ def _messy(pool, n: int, seed: int) -> pl.DataFrame:
     return reg.with_columns(**cols, sex=pl.Series(sex, dtype=pl.String))
 
 
-def _patient(ref, reg: pl.DataFrame, row: int = 0):
+_DEFAULT = {"A": "A*02:01", "C": "C*07:02", "B": "B*07:02", "DRB1": "DRB1*15:01", "DQB1": "DQB1*06:02",
+            "DPB1": "DPB1*04:01"}
+
+
+def _gl(reg: pl.DataFrame, row: int = 0) -> str:
+    """Donor ``row``'s typing as a GL string, where its cells are names that read (else a default allele)."""
     d = reg.row(row, named=True)
-    gl = "^".join(f"{d[f'{x}_1'] or 'DPB1*04:01'}+{d[f'{x}_2'] or d[f'{x}_1'] or 'DPB1*04:01'}" for x in LOCI
-                  if (d[f"{x}_1"] or "").find("99:99") < 0)
+
+    def cell(x: str, i: int) -> str:
+        v = d[f"{x}_{i}"]
+        return v if v and "*" in v and "99:99" not in v else _DEFAULT[x]
+
+    return "^".join(f"{cell(x, 1)}+{cell(x, 2)}" for x in LOCI)
+
+
+def _patient(ref, reg: pl.DataFrame, row: int = 0):
+    gl = _gl(reg, row)
     return person_from_gl("PT", gl, nomenclature=ref.nomenclature, relation="patient", sex="F", cmv=False,
                           abo="A", rh="+")
 
@@ -209,9 +222,7 @@ def test_prepare_and_search_commands(ref, pool, tmp_path):
         assert sorted(values[f"{x}_1"], key=str) == sorted(set(reg[f"{x}_1"].to_list() + reg[f"{x}_2"].to_list()),
                                                            key=str)
     assert values["sex"].count("X") == 1
-    d = reg.row(0, named=True)
-    gl = "^".join(f"{d[f'{x}_1'] or 'DPB1*04:01'}+{d[f'{x}_2'] or d[f'{x}_1'] or 'DPB1*04:01'}" for x in LOCI
-                  if "99:99" not in (d[f"{x}_1"] or ""))
+    gl = _gl(reg)
     runs = [CliRunner().invoke(main, ["search", "--patient", gl, "--donors", str(p), "--top", "5",
                                       "--format", "json"]) for p in (path, out)]
     assert [x.exit_code for x in runs] == [0, 0], runs[1].output
@@ -222,3 +233,31 @@ def test_prepare_and_search_commands(ref, pool, tmp_path):
     assert docs[0]["rows_in"] == 80 and docs[0]["rejected"] > 0
     missing = CliRunner().invoke(main, ["prepare", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "x")])
     assert missing.exit_code == 2 and "registry file not found" in missing.output
+
+
+@pytest.mark.parametrize("kind", ["file", "prepared"])
+def test_open_registry_serves_many_searches_with_the_answers_of_the_file(ref, pool, tmp_path, monkeypatch, kind):
+    """An OpenRegistry is read once; each patient's search gives what a search of the file gives, without
+    reading a row again."""
+    import haplomatch.search as search_mod
+    from haplomatch.compat import CompatSettings
+    from haplomatch.errors import HaplomatchError
+    from haplomatch.pairfacts import FactSettings
+
+    reg = _messy(pool, 200, 21)
+    path = tmp_path / "reg.parquet"
+    reg.write_parquet(path)
+    where = path if kind == "file" else prepare_registry(path, tmp_path / "p", batch_size=64).path
+    opened = search_mod.OpenRegistry(ref, where, batch_size=64)
+    assert opened.rows == 200 and len(opened.kept) == 4
+    patients = [_patient(ref, reg, row) for row in (0, 7, 130)]
+    expected = [search_registry(ref, p, path, top=15, batch_size=64) for p in patients]
+
+    def no_reading(*args, **kw):
+        raise AssertionError("rows read again")
+
+    monkeypatch.setattr(search_mod._Opened, "batches", no_reading)
+    for p, want in zip(patients, expected):
+        _same(search_registry(ref, p, opened, top=15), want)
+    with pytest.raises(HaplomatchError, match="other fact settings"):
+        search_registry(ref, patients[0], opened, settings=FactSettings(compat=CompatSettings(level="antigen")))

@@ -68,7 +68,7 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import polars as pl
@@ -86,7 +86,7 @@ from haplomatch.slotfacts import slot_tce_facts
 __all__ = [
     "PROFILE_FILES", "FAST_COLUMNS", "DEFAULT_BATCH", "SearchResult", "RegistryLayout", "RegistryReader",
     "FastFacts", "NoDonorReadError", "search_registry", "registry_rules", "needed_columns", "ranking_columns",
-    "registry_layout",
+    "registry_layout", "OpenRegistry",
 ]
 
 #: Profiles shipped for registry search (``rules/``); other names are looked up in ``ranking.PROFILES``.
@@ -1511,22 +1511,88 @@ def _check_prepared(prepared, layout: RegistryLayout) -> None:
                              fix=f"prepare it again: haplomatch prepare {prepared.source} --out {prepared.path}")
 
 
-def _stream(source, prepared, batch_size: int):
-    """(batch, ragged rows) in order: a registry file's data frames, or a prepared registry's
-    ``RegistryReader.assemble`` arguments (ids per item, donor id cells, rows)."""
-    if prepared is None:
-        yield from source.batches(batch_size)
-        return
-    for ids, ident, n, ragged in prepared.batches(batch_size):
-        yield (n, ids, ident), ragged
+class _Opened:
+    """A registry opened for reading: its path, columns, layout, warnings, reader, and where its rows come from
+    (a registry file, or a prepared registry)."""
+
+    def __init__(self, ref, path: Path, settings, missing_second: str) -> None:
+        from haplomatch.registryfile import open_registry
+
+        self.path = path
+        self.prepared = _open_prepared(path)
+        self.source = open_registry(path) if self.prepared is None else None
+        self.columns = list(self.source.columns if self.prepared is None else self.prepared.columns)
+        self.layout, probs = registry_layout(self.columns, str(path))
+        self.warnings = tuple(str(p) for p in probs)
+        if self.prepared is not None:
+            _check_prepared(self.prepared, self.layout)
+            if self.prepared.source_state() == "missing":
+                self.warnings += (f"{path}: prepared on {self.prepared.created} from {self.prepared.source}, which "
+                                  f"is no longer there: the donors are the registry as it was then",)
+        self.reader = RegistryReader(ref, self.layout, settings.compat, missing_second=missing_second)
+        self._loaded = False
+
+    def batches(self, batch_size: int, lap: Callable[[str], None]) -> Iterator[_Batch]:
+        """The rows read, ``batch_size`` at a time (``lap('read')`` once a batch is read, before its cells)."""
+        start = 0
+        if self.prepared is None:
+            stream: Iterator = self.source.batches(batch_size)
+        else:
+            stream = (((n, ids, ident), ragged) for ids, ident, n, ragged in self.prepared.batches(batch_size))
+        for batch, ragged in stream:
+            lap("read")
+            if self.prepared is None:
+                b = self.reader.read(batch)
+            else:
+                if not self._loaded:  # every distinct value read once, before any row
+                    self.reader.load(self.prepared.dictionaries())
+                    self._loaded = True
+                b = self.reader.assemble(*batch)
+            if ragged:
+                b = _ragged(b, ragged, len(self.columns), start)
+            start += b.n
+            yield b
 
 
-def search_registry(ref, patient: Person, registry: str | Path, *, profile: str = "unrelated", top: int = 10,
+class OpenRegistry(_Opened):
+    """A registry (file or prepared) read once and kept in memory, for many searches
+    (``search_registry(ref, patient, opened)``): each search then skips reading the rows and every
+    patient-independent fact of their distinct cells (comparison keys, DPB1 TCE groups, KIR readings).
+
+    About 200 bytes per donor. Searches share its caches: run one search at a time on it."""
+
+    def __init__(self, ref, path: str | Path, *, settings=None, missing_second: str = "homozygous",
+                 batch_size: int = DEFAULT_BATCH) -> None:
+        from haplomatch.pairfacts import FactSettings
+
+        self.ref = ref
+        self.settings = settings or FactSettings()
+        self.missing_second = missing_second
+        super().__init__(ref, Path(path), self.settings, missing_second)
+        self.kept: tuple[_Batch, ...] = tuple(self.batches(batch_size, lambda name: None))
+        self.rows = sum(b.n for b in self.kept)
+
+    def compatible(self, ref, settings, missing_second: str):
+        """The settings a search of this registry uses; HaplomatchError when asked for others."""
+        if ref is not self.ref:
+            raise HaplomatchError("the registry was opened with another reference release object: open it again")
+        if settings is not None and settings != self.settings:
+            raise HaplomatchError("the registry was opened with other fact settings: open it again with these")
+        if missing_second != self.missing_second:
+            raise HaplomatchError(f"the registry was opened with missing_second={self.missing_second!r}")
+        return self.settings
+
+
+def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry", *, profile: str = "unrelated", top: int = 10,
                     rules_path=None, overrides=None, settings=None, antibodies=None,
                     batch_size: int = DEFAULT_BATCH, force_general: bool = False,
                     max_rejects: int = 100_000, missing_second: str = "homozygous",
                     progress: Callable[[int, int], None] | None = None) -> SearchResult:
     """Rank the donors of ``registry`` for ``patient``; return the best ``top`` (see the module docstring).
+
+    ``registry`` is a registry file, a prepared registry (:mod:`haplomatch.prepared`), or an
+    :class:`OpenRegistry` (read once, kept in memory for many searches; ``settings`` and ``missing_second``
+    are then the ones it was opened with).
 
     ``force_general`` computes every batch with the general ``pair_facts`` (for tests and comparison).
     ``progress(rows_read, batches)`` is called after each batch. ``SearchResult.timings`` gives the seconds
@@ -1535,21 +1601,18 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     from haplomatch.pairfacts import FactSettings, pair_facts
     from haplomatch.persons import people_frame
     from haplomatch.ranking import evaluate, explained
-    from haplomatch.registryfile import open_registry
 
     t0 = time.perf_counter()
-    settings = settings or FactSettings()
-    path = Path(registry)
     if top < 1:
         raise HaplomatchError("--top must be at least 1")
-    prepared = _open_prepared(path)
-    source = open_registry(path) if prepared is None else None
-    columns = list(source.columns if prepared is None else prepared.columns)
-    layout, probs = registry_layout(columns, str(path))
-    if prepared is not None:
-        _check_prepared(prepared, layout)
+    if isinstance(registry, OpenRegistry):
+        settings = registry.compatible(ref, settings, missing_second)
+        opened = registry
+    else:
+        settings = settings or FactSettings()
+        opened = _Opened(ref, Path(registry), settings, missing_second)
+    path, reader = opened.path, opened.reader
     patient_df = people_frame([patient])
-    reader: RegistryReader | None = None
     fast: FastFacts | None = None
     rules = order_rules = None
     need: set[str] = set()
@@ -1559,10 +1622,7 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     kept_people: pl.DataFrame | None = None  # their people rows (for the general facts at the end), same order
     rows_in = ranked = rejected = batches = 0
     rejects: list[pl.DataFrame] = []
-    warnings: list[str] = [str(p) for p in probs]
-    if prepared is not None and prepared.source_state() == "missing":
-        warnings.append(f"{path}: prepared on {prepared.created} from {prepared.source}, which is no longer there: "
-                        f"the donors are the registry as it was then")
+    warnings: list[str] = list(opened.warnings)
     tm: dict[str, float] = {}
     clock = [time.perf_counter()]
     per_batch: list[float] = []
@@ -1575,17 +1635,9 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
     def general(donors: pl.DataFrame) -> pl.DataFrame:
         return pair_facts(ref, pair_frame(patient_df, donors), None, antibodies, settings)
 
-    for batch, ragged in _stream(source, prepared, batch_size):
-        began = clock[0]
-        lap("read")
-        if reader is None:
-            reader = RegistryReader(ref, layout, settings.compat, missing_second=missing_second)
-            if prepared is not None:
-                reader.load(prepared.dictionaries())  # every distinct value read once, before any row
-        b = reader.read(batch) if prepared is None else reader.assemble(*batch)
+    began = clock[0]
+    for b in (opened.kept if isinstance(opened, OpenRegistry) else opened.batches(batch_size, lap)):
         start = rows_in
-        if ragged:
-            b = _ragged(b, ragged, len(columns), start)
         rows_in += b.n
         batches += 1
         if b.error.any():
@@ -1599,6 +1651,7 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
         lap("cells")
         if rows.size == 0:
             per_batch.append(clock[0] - began)
+            began = clock[0]
             if progress:
                 progress(rows_in, batches)
             continue
@@ -1655,10 +1708,11 @@ def search_registry(ref, patient: Person, registry: str | Path, *, profile: str 
         kept_people = kept.select("__row").join(people, on="__row", how="left", maintain_order="left")
         lap("select")
         per_batch.append(clock[0] - began)
+        began = clock[0]
         if progress:
             progress(rows_in, batches)
 
-    if reader is None or kept is None or rules is None:
+    if kept is None or rules is None:
         raise _nothing_read(str(path), rows_in, rejected, rejects)
     donors = kept_people.drop("__row")
     full = general(donors.with_columns(kept["__row"])).rename({"donor___row": "row"})
