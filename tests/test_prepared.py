@@ -8,6 +8,7 @@ import json
 import os
 import random
 
+import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -261,3 +262,19 @@ def test_open_registry_serves_many_searches_with_the_answers_of_the_file(ref, po
         _same(search_registry(ref, p, opened, top=15), want)
     with pytest.raises(HaplomatchError, match="other fact settings"):
         search_registry(ref, patients[0], opened, settings=FactSettings(compat=CompatSettings(level="antigen")))
+
+
+def test_people_table_of_a_few_rows_is_the_whole_table_s_rows(ref, pool):
+    """``_Batch.people`` builds a few rows (the best donors of a batch) from Python values, many rows column
+    by column: the same table, types included (HLA slots, attributes, KIR genes, ids)."""
+    from haplomatch.search import RegistryReader, registry_layout
+
+    reg = _messy(pool, 300, 8)
+    batch = RegistryReader(ref, registry_layout(reg.columns)[0]).read(reg)
+    whole = batch.people(np.arange(300))
+    few = np.array([299, 3, 41, 3, 150], dtype=np.int64)
+    got = batch.people(few)
+    assert got.schema == whole.schema
+    assert got.equals(whole[few.tolist()])
+    assert got["id"].to_list() == [reg["donor_id"][i] for i in few.tolist()]
+    assert got["DPB1_1"].null_count() < 5 and got["sex"].null_count() < 5  # real values, not only nulls

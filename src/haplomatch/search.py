@@ -430,6 +430,13 @@ class _SlotTable:
     keys_table: pl.DataFrame | None = None
     facts: pl.DataFrame | None = None
     has_facts: np.ndarray = field(default_factory=lambda: np.ones(1, dtype=bool))  # id 0 needs none
+    _series: pl.Series | None = None
+
+    def series(self) -> pl.Series:
+        """The slot strings as a polars Series (id order), remade only after new slots."""
+        if self._series is None or len(self._series) != len(self.strings):
+            self._series = pl.Series(self.strings, dtype=pl.String)
+        return self._series
 
     def ids(self, slots: list[str | None]) -> list[int]:
         new = [s for s in dict.fromkeys(slots) if s and s not in self.index]
@@ -534,17 +541,21 @@ class _Batch:
         src = _ATTR_SOURCE.get(name)
         if src in self.attr:
             it, ids = self.attr[src]
-            vals = it.cached(("attr", name), lambda vs: [v[0].get(name) for v in vs])
-            return _take(vals, ids if rows is None else ids[rows], dt, name)
+            vals = it.cached(("attr", name), lambda vs: pl.Series(name, [v[0].get(name) for v in vs], dtype=dt,
+                                                                  strict=False))
+            return vals.gather(pl.Series(ids if rows is None else ids[rows]))
         if name in _KIR_PEOPLE and self.kir is not None:
             it = self.reader._kir
-            vals = it.cached(("kir", name), lambda vs: [(v[0] or {}).get(name) for v in vs])
-            return _take(vals, self.kir if rows is None else self.kir[rows], dt, name)
+            vals = it.cached(("kir", name), lambda vs: pl.Series(name, [(v[0] or {}).get(name) for v in vs],
+                                                                 dtype=dt, strict=False))
+            return vals.gather(pl.Series(self.kir if rows is None else self.kir[rows]))
         return pl.repeat(None, n, dtype=dt, eager=True).alias(name)
 
     def people(self, rows: np.ndarray | None = None) -> pl.DataFrame:
         """Rows as a full people table (``persons.schema()``), HLA slots as normalised slot strings."""
-        strings = pl.Series(self.reader.slots.strings, dtype=pl.String)
+        if rows is not None and len(rows) <= _FEW:
+            return self._few(rows)
+        strings = self.reader.slots.series()
         cols = []
         for c, dt in schema().items():
             if c in _HLA_SLOTS:
@@ -558,12 +569,40 @@ class _Batch:
                 cols.append(self.column(c, rows))
         return pl.DataFrame(cols)
 
+    def _few(self, rows: np.ndarray) -> pl.DataFrame:
+        """:meth:`people` for a few rows (the best donors of a batch), built from Python values in one go: a
+        Series per column would cost more than the rows."""
+        n, at = len(rows), rows.tolist()
+        strings = self.reader.slots.strings
+        data: dict[str, list] = {}
+        for c in schema():
+            if c in _HLA_SLOTS:
+                loc, i = c.rsplit("_", 1)
+                ids = self.sid[loc][int(i) - 1] if loc in self.sid else None
+                data[c] = [None] * n if ids is None else [strings[k] for k in ids[rows].tolist()]
+            elif c == "id":
+                data[c] = self.ids.gather(pl.Series(rows)).to_list()
+            elif c == "relation":
+                data[c] = ["unrelated"] * n
+            elif _ATTR_SOURCE.get(c) in self.attr:
+                it, ids = self.attr[_ATTR_SOURCE[c]]
+                vals = it.cached(("attr-list", c), lambda vs: [v[0].get(c) for v in vs])
+                data[c] = [vals[k] for k in ids[at].tolist()]
+            elif c in _KIR_PEOPLE and self.kir is not None:
+                vals = self.reader._kir.cached(("kir-list", c), lambda vs: [(v[0] or {}).get(c) for v in vs])
+                data[c] = [vals[k] for k in self.kir[at].tolist()]
+            else:
+                data[c] = [None] * n
+        return pl.DataFrame(data, schema=schema(), strict=False)
+
     def reasons(self) -> pl.Series:
         if not self.reason:
             return pl.repeat(None, self.n, dtype=pl.String, eager=True)
         return pl.DataFrame(self.reason).select(
             pl.concat_str(pl.all(), separator="; ", ignore_nulls=True))[:, 0].replace("", None)
 
+
+_FEW = 256  # rows from which Batch.people builds its table column by column
 
 _ATTR_SOURCE = {"sex": "sex", "age": "age", "weight_kg": "weight_kg", "abo": "abo", "rh": "abo", "cmv": "cmv",
                 "fcgr3a": "fcgr3a", "available": "available", "parity": "parity"}
