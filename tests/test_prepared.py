@@ -230,6 +230,10 @@ def test_prepare_and_search_commands(ref, pool, tmp_path):
     docs = [json.loads(x.stdout) for x in runs]
     for doc in docs:
         doc.pop("seconds")
+    # the output names what was searched: the file, or the prepared registry, when and from what
+    assert docs[0].pop("registry") == str(path)
+    said = docs[1].pop("registry")
+    assert said.startswith(f"{out} (prepared 20") and f"from {path.resolve()}, 80 rows)" in said
     assert docs[0] == docs[1]
     assert docs[0]["rows_in"] == 80 and docs[0]["rejected"] > 0
     missing = CliRunner().invoke(main, ["prepare", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "x")])

@@ -232,7 +232,8 @@ def search_cmd(patient_gl, patient_kir, patient_id, patient_sex, patient_abo, pa
     ranking = Ranking(res.patient, res.profile, res.release, tuple(warnings), res.candidates, res.rules_file, {},
                       None)
     if fmt == "json":
-        doc = ranking.to_dict() | {"rows_in": res.rows_in, "donors_ranked": res.ranked, "rejected": res.rejected,
+        doc = ranking.to_dict() | {"registry": res.registry, "rows_in": res.rows_in, "donors_ranked": res.ranked,
+                                   "rejected": res.rejected,
                                    "seconds": round(res.seconds, 3)}
         click.echo(json.dumps(doc, indent=2, default=str))
     elif fmt == "csv":
@@ -271,10 +272,13 @@ def prepare_cmd(registry, out, batch_size) -> None:
 
     _check_suffix(registry, "REGISTRY")
     t0 = time.perf_counter()
+    bar = _Progress("rows prepared")
     try:
-        p = prepare_registry(registry, out, batch_size=batch_size)
+        p = prepare_registry(registry, out, batch_size=batch_size, progress=lambda rows: bar(rows, None))
     except HaplomatchError as e:
+        bar.close()
         _fail(e)
+    bar.close()
     d = p.dictionaries()
     sizes = {p.dicts[item]: len(v) for item, v in d.items()}  # a locus's two columns share one dictionary
     values, files = sum(sizes.values()), len(sizes)

@@ -27,7 +27,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import polars as pl
@@ -123,13 +123,14 @@ def open_prepared(path: str | Path) -> PreparedRegistry:
                             tuple(m["parts"]), m.get("haplomatch", ""))
 
 
-def prepare_registry(source: str | Path, out: str | Path, *, batch_size: int = 200_000) -> PreparedRegistry:
+def prepare_registry(source: str | Path, out: str | Path, *, batch_size: int = 200_000,
+                     progress: Callable[[int], None] | None = None) -> PreparedRegistry:
     """Prepare the registry file ``source`` into the directory ``out`` (see the module docstring).
 
     ``out`` must not exist, or be a prepared registry (it is replaced once the new one is complete). The
     registry's columns are mapped as a search maps them (a registry without a donor id or HLA column is
     refused now rather than at the search); rows that will not read are kept: the search rejects them, each
-    with its reason, as it does for the file."""
+    with its reason, as it does for the file. ``progress(rows)`` is called after each batch."""
     from haplomatch import __version__
     from haplomatch.registryfile import open_registry
     from haplomatch.search import cell_items, key_interners, registry_layout
@@ -174,6 +175,8 @@ def prepare_registry(source: str | Path, out: str | Path, *, batch_size: int = 2
             df.write_parquet(tmp / part)
             parts.append(part)
             rows += batch.height
+            if progress:
+                progress(rows)
         dicts: dict[str, str] = {}
         by_it: dict[int, str] = {}
         for n, it in enumerate(shared.values()):

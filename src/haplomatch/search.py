@@ -1377,9 +1377,12 @@ class SearchResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: each batch's seconds, from reading it to keeping its best (the first reads every new cell value)
     batch_seconds: tuple[float, ...] = ()
+    #: what was searched: the registry file, or the prepared registry with when and from what it was prepared
+    registry: str = ""
 
     def summary_line(self) -> str:
-        return (f"rows in: {self.rows_in:,}; donors ranked: {self.ranked:,}; rejected: {self.rejected:,}; "
+        return (f"{self.registry}: " if self.registry else "") + (
+                f"rows in: {self.rows_in:,}; donors ranked: {self.ranked:,}; rejected: {self.rejected:,}; "
                 f"best {len(self.candidates)} returned; {self.batches} batch(es) in {self.seconds:.1f} s "
                 f"({self.rows_in / max(self.seconds, 1e-9):,.0f} donors/s; {self.path} facts)")
 
@@ -1571,6 +1574,13 @@ class _Opened:
         self.reader = RegistryReader(ref, self.layout, settings.compat, missing_second=missing_second)
         self._loaded = False
 
+    def describe(self) -> str:
+        """The registry searched, for the output: a prepared registry says when and from what file."""
+        if self.prepared is None:
+            return str(self.path)
+        p = self.prepared
+        return f"{self.path} (prepared {p.created} from {p.source}, {p.rows:,} rows)"
+
     def batches(self, batch_size: int, lap: Callable[[str], None]) -> Iterator[_Batch]:
         """The rows read, ``batch_size`` at a time (``lap('read')`` once a batch is read, before its cells)."""
         start = 0
@@ -1610,6 +1620,10 @@ class OpenRegistry(_Opened):
         super().__init__(ref, Path(path), self.settings, missing_second)
         self.kept: tuple[_Batch, ...] = tuple(self.batches(batch_size, lambda name: None))
         self.rows = sum(b.n for b in self.kept)
+        self.opened_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    def describe(self) -> str:
+        return f"{super().describe()}, read into memory {self.opened_at}"
 
     def compatible(self, ref, settings, missing_second: str):
         """The settings a search of this registry uses; HaplomatchError when asked for others."""
@@ -1771,5 +1785,5 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
     return SearchResult(
         patient.id, rules.profile, ref.label, rules.path, tuple(cands), ranked_full, rows_in, ranked, rejected,
         rej, batches, time.perf_counter() - t0, "fast" if use_fast else "general", tuple(warnings), tm,
-        tuple(per_batch),
+        tuple(per_batch), opened.describe(),
     )
