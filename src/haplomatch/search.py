@@ -913,6 +913,10 @@ class _PatientLocus:
     keys: dict[str, int]
 
 
+#: Patient keys per locus up to which every renamed row of one-key donor slots is counted ahead
+_PRECOUNT_KEYS = 4
+
+
 class FastFacts:
     """The fast path for one patient (see the module docstring): the facts the ranking reads, for a batch."""
 
@@ -952,6 +956,7 @@ class FastFacts:
         self._tcodes: dict[tuple, int] = {}
         self._kir_table: tuple[int, pl.DataFrame] | None = None
         self._splits: dict[str, dict[int, tuple[list[str], frozenset[str]]]] = {loc: {} for loc in CORE_LOCI}
+        self._small_counted = False
 
     # -- per slot id arrays (grown with the slot table) --
     def _arrays(self) -> None:
@@ -1082,9 +1087,11 @@ class FastFacts:
             "slot": synth_l, "keys": [self._synthetic_keys(x) for x in synth_l],
             "absent": [False] * len(synth_l), "error": [None] * len(synth_l),
         }, schema={"slot": pl.String, "keys": pl.List(pl.String), "absent": pl.Boolean, "error": pl.String})
-        keys = pl.concat([self.slots.keys_table.select("slot", "keys", "absent", "error"), extra],
-                         how="vertical_relaxed")
         allq = pl.concat(frames).unique()
+        # only the slots these rows name (the table holds every slot of the registry)
+        named = pl.concat([allq[c] for c in ("s_p1", "s_p2", "s_d1", "s_d2")]).unique().alias("slot").to_frame()
+        keys = pl.concat([self.slots.keys_table.select("slot", "keys", "absent", "error")
+                          .join(named, on="slot", how="semi"), extra], how="vertical_relaxed")
         t = _compat._locus_table(allq, keys, None, self.settings.compat)
         cols = [*[f"{d}_{m}" for d in _DIRS for m in ("min", "max")], "typed", "error"]
         by = {(r["s_p1"], r["s_p2"], r["s_d1"], r["s_d2"]): r
@@ -1187,15 +1194,27 @@ class FastFacts:
         qidx: dict[str, np.ndarray] = {}
         codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         todo: dict[str, list[tuple[int, int]]] = {}
+        if not self._small_counted:
+            # every renamed row of one-key slots (untyped, a key the patient lacks, a patient key) counted at
+            # once, so that later batches rarely meet a row not counted (each count is a compat pass)
+            self._small_counted = True
+            for loc in CORE_LOCI:
+                ns = 3 + len(self.loc[loc].keys)
+                if ns > _PRECOUNT_KEYS + 3:  # an ambiguous patient typing: too many rows to count ahead
+                    continue
+                firsts, seconds = [0, 1, *range(3, ns)], [0, 1, 2, *range(3, ns)]
+                todo[loc] = [(a, b) for a in firsts for b in seconds if ((a << 32) | b) not in self._quads[loc]]
+            todo = {loc: new for loc, new in todo.items() if new}
         for loc in loci:
             codes[loc] = self._codes(loc, batch.sid[loc][0][rows], batch.sid[loc][1][rows])
             qidx[loc], missing = self._lookup(loc, *codes[loc])
             if missing:
-                todo[loc] = missing
+                todo[loc] = sorted(set(todo.get(loc, [])) | set(missing)) if loc in todo else missing
         if todo:
             self._count_new(todo)
             for loc in todo:
-                qidx[loc], _ = self._lookup(loc, *codes[loc])
+                if loc in codes:
+                    qidx[loc], _ = self._lookup(loc, *codes[loc])
         return qidx
 
     def classes(self, batch: _Batch, rows: np.ndarray, cols: set[str]) -> np.ndarray | None:
