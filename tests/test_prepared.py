@@ -282,3 +282,25 @@ def test_people_table_of_a_few_rows_is_the_whole_table_s_rows(ref, pool):
     assert got.equals(whole[few.tolist()])
     assert got["id"].to_list() == [reg["donor_id"][i] for i in few.tolist()]
     assert got["DPB1_1"].null_count() < 5 and got["sex"].null_count() < 5  # real values, not only nulls
+
+
+def test_open_registry_keeps_compiled_rules_per_rule_file_version(ref, pool, tmp_path):
+    """An opened registry compiles the rules once for its next patients; a rule file of the user's that changed
+    on disk, other settings (--set) or an antibody report are not served from what was kept."""
+    from haplomatch.rulefiles import rules_path
+    from haplomatch.search import OpenRegistry
+
+    reg = simulate_registry(20, 1, pool=pool)
+    path = tmp_path / "reg.parquet"
+    reg.write_parquet(path)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(rules_path("unrelated.yaml").read_text())
+    opened = OpenRegistry(ref, path)
+    key = opened.rules_key("unrelated", mine, None, False, None)
+    search_registry(ref, _patient(ref, reg), opened, rules_path=mine)
+    assert list(opened.rules_cache) == [key]
+    os.utime(mine, ns=(1, 1))
+    assert opened.rules_key("unrelated", mine, None, False, None) != key
+    assert opened.rules_key("unrelated", None, None, False, None) != opened.rules_key(
+        "unrelated", None, {"age_limit": 40}, False, None)
+    assert opened.rules_key("unrelated", None, None, False, antibodies=[]) is None

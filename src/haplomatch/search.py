@@ -1640,9 +1640,24 @@ class OpenRegistry(_Opened):
         self.kept: tuple[_Batch, ...] = tuple(self.batches(batch_size, lambda name: None))
         self.rows = sum(b.n for b in self.kept)
         self.opened_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.rules_cache: dict[tuple, tuple] = {}
 
     def describe(self) -> str:
         return f"{super().describe()}, read into memory {self.opened_at}"
+
+    def rules_key(self, profile, rules_path, overrides, force_general: bool, antibodies) -> tuple | None:
+        """The key under which a search's compiled rules are kept for the next patients (None: not kept, as
+        with an antibody report); a rule file of the user's is keyed by its size and modification time."""
+        if antibodies is not None:
+            return None
+        stamp = None
+        if rules_path is not None:
+            try:
+                st = Path(rules_path).stat()
+            except OSError:
+                return None
+            stamp = (str(Path(rules_path).resolve()), st.st_size, st.st_mtime_ns)
+        return (profile, stamp, repr(sorted((overrides or {}).items())), force_general)
 
     def compatible(self, ref, settings, missing_second: str):
         """The settings a search of this registry uses; HaplomatchError when asked for others."""
@@ -1727,6 +1742,13 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
             if progress:
                 progress(rows_in, batches)
             continue
+        if rules is None and isinstance(opened, OpenRegistry):
+            cache_key = opened.rules_key(profile, rules_path, overrides, force_general, antibodies)
+            hit = opened.rules_cache.get(cache_key) if cache_key is not None else None
+            if hit is not None:  # compiled for an earlier patient: the rules and columns do not depend on one
+                rules, order_rules, need, pre_cols, use_fast = hit
+                if use_fast:
+                    fast = FastFacts(ref, patient, reader.slots, settings)
         if rules is None:
             if not force_general and antibodies is None:
                 # the rules compile against the fast columns (their types are pair_facts's) when they read
@@ -1746,6 +1768,8 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
             use_fast = not force_general and antibodies is None and need <= set(FAST_COLUMNS)
             if use_fast and fast is None:
                 fast = FastFacts(ref, patient, reader.slots, settings)
+            if isinstance(opened, OpenRegistry) and cache_key is not None:
+                opened.rules_cache[cache_key] = (rules, order_rules, need, pre_cols, use_fast)
         ranked += rows.size
         if use_fast:
             rows = _prefilter(fast, b, rows, order_rules, pre_cols, kept, top)
