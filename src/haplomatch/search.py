@@ -1205,8 +1205,15 @@ class FastFacts:
                 firsts, seconds = [0, 1, *range(3, ns)], [0, 1, 2, *range(3, ns)]
                 todo[loc] = [(a, b) for a in firsts for b in seconds if ((a << 32) | b) not in self._quads[loc]]
             todo = {loc: new for loc, new in todo.items() if new}
+        # all the batch's rows in order (the common case): its slot arrays as they are, not gathered
+        whole = rows.size == batch.n and bool((np.diff(rows) == 1).all()) and (rows.size == 0 or rows[0] == 0)
+
+        def renamed(loc: str) -> tuple[np.ndarray, np.ndarray]:
+            s1, s2 = batch.sid[loc]
+            return self._codes(loc, s1, s2) if whole else self._codes(loc, s1[rows], s2[rows])
+
         for loc in loci:
-            codes[loc] = self._codes(loc, batch.sid[loc][0][rows], batch.sid[loc][1][rows])
+            codes[loc] = renamed(loc)
             qidx[loc], missing = self._lookup(loc, *codes[loc])
             if missing:
                 todo[loc] = sorted(set(todo.get(loc, [])) | set(missing)) if loc in todo else missing
