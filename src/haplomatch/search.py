@@ -431,6 +431,17 @@ class _SlotTable:
     facts: pl.DataFrame | None = None
     has_facts: np.ndarray = field(default_factory=lambda: np.ones(1, dtype=bool))  # id 0 needs none
     _series: pl.Series | None = None
+    _kid: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _kids: dict[str, int] = field(default_factory=dict)
+
+    def key_ids(self) -> tuple[np.ndarray, dict[str, int]]:
+        """Per slot id, the id of its one comparison key (-1: none, or several), and key -> id; extended as
+        slots are added (the same for every patient: kept for all searches of a registry)."""
+        done = len(self._kid)
+        if done < len(self.key):
+            new = [self._kids.setdefault(k, len(self._kids)) if k is not None else -1 for k in self.key[done:]]
+            self._kid = np.concatenate([self._kid, np.array(new, dtype=np.int64)])
+        return self._kid, self._kids
 
     def series(self) -> pl.Series:
         """The slot strings as a polars Series (id order), remade only after new slots."""
@@ -951,7 +962,6 @@ class FastFacts:
         self._n_slots = 0
         self.base: dict[str, np.ndarray] = {}
         self.kid = np.zeros(0, dtype=np.int64)
-        self._kids: dict[str, int] = {}
         self._tcl: list[int] = []
         self._tcodes: dict[tuple, int] = {}
         self._kir_table: tuple[int, pl.DataFrame] | None = None
@@ -967,14 +977,13 @@ class FastFacts:
         start = self._n_slots
         if n == start:
             return
-        keys = self.slots.key[start:n]
-        kid = np.array([self._kids.setdefault(k, len(self._kids)) if k is not None else -1 for k in keys],
-                       dtype=np.int64)
+        kid, kids = self.slots.key_ids()
+        kid = kid[start:n]
         for loc, p in self.loc.items():
             add = np.where(kid >= 0, 1, -1).astype(np.int64)
             for k, i in p.keys.items():
-                if k in self._kids:
-                    add[kid == self._kids[k]] = 3 + i
+                if k in kids:
+                    add[kid == kids[k]] = 3 + i
             if start == 0:
                 add[0] = 0
             self.base[loc] = np.concatenate([self.base[loc], add]) if start else add
@@ -1646,6 +1655,11 @@ class OpenRegistry(_Opened):
         super().__init__(ref, Path(path), self.settings, missing_second)
         self.kept: tuple[_Batch, ...] = tuple(self.batches(batch_size, lambda name: None))
         self.rows = sum(b.n for b in self.kept)
+        # the patient-independent facts of the slots read, once: DPB1 TCE groups, comparison key ids
+        dpb1 = [a for b in self.kept for a in b.sid["DPB1"]]
+        if dpb1:
+            self.reader.slots.ensure_facts(np.unique(np.concatenate(dpb1)))
+        self.reader.slots.key_ids()
         self.opened_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.rules_cache: dict[tuple, tuple] = {}
 
