@@ -238,6 +238,8 @@ def test_prepare_and_search_commands(ref, pool, tmp_path):
     assert docs[0]["rows_in"] == 80 and docs[0]["rejected"] > 0
     missing = CliRunner().invoke(main, ["prepare", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "x")])
     assert missing.exit_code == 2 and "registry file not found" in missing.output
+    typo = CliRunner().invoke(main, ["search", "--patient", gl, "--donors", str(tmp_path / "reg.prepred")])
+    assert typo.exit_code == 2 and "reg.prepred: registry file not found" in typo.output
 
 
 @pytest.mark.parametrize("kind", ["file", "prepared"])

@@ -179,7 +179,7 @@ def search_cmd(patient_gl, patient_kir, patient_id, patient_sex, patient_abo, pa
     from haplomatch.screen import write_table
     from haplomatch.search import NoDonorReadError, search_registry
 
-    if not registry.is_dir():
+    if registry.is_file():  # a directory is a prepared registry; a missing path is named by the search
         _check_suffix(registry, "--donors")
     _check_suffix(out, "--out")
     _check_suffix(rejects_file, "--rejects")
