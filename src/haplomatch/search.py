@@ -825,7 +825,9 @@ class RegistryReader:
         kir = ids.get(KIR_ITEM)
         if kir is not None:
             note(self._kir, kir, "KIR")
-        ident = ident.str.strip_chars().alias("id")
+        if ident.str.contains(r"^\s|\s$").any():  # a copy of the batch's ids only when one needs stripping
+            ident = ident.str.strip_chars()
+        ident = ident.alias("id")
         bad_id = (ident.is_null() | (ident == "")).to_numpy()
         if bad_id.any():
             err |= bad_id
@@ -1422,6 +1424,14 @@ class SearchResult:
                 f"({self.rows_in / max(self.seconds, 1e-9):,.0f} donors/s; {self.path} facts)")
 
 
+def _owned(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with its donor ids copied out of the batch they came from: a few rows gathered from a polars text
+    column keep that column's whole buffer alive, so the best donors (or rejected rows) kept from every batch
+    would keep every batch's ids in memory, and a registry larger than memory would not stream."""
+    cols = [c for c in ("id", "donor_id") if c in df.columns and df.schema[c] == pl.String]
+    return df.with_columns(pl.Series(c, df[c].to_list(), dtype=pl.String) for c in cols) if cols else df
+
+
 def _ragged(b: _Batch, ragged: dict[int, int], header: int, start: int) -> _Batch:
     """``b`` with its rows that have a wrong number of cells (``ragged``: 1-based registry row -> cells)
     rejected for that alone: their cells are misplaced, so what they read as says nothing."""
@@ -1750,8 +1760,8 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
         batches += 1
         if b.error.any():
             bad = pl.Series(b.error)
-            rej = pl.DataFrame({"row": (np.nonzero(b.error)[0] + 1 + start).astype(np.int64),
-                                "donor_id": b.ids.filter(bad), "reason": b.reasons().filter(bad)})
+            rej = _owned(pl.DataFrame({"row": (np.nonzero(b.error)[0] + 1 + start).astype(np.int64),
+                                       "donor_id": b.ids.filter(bad), "reason": b.reasons().filter(bad)}))
             rejected += rej.height
             if sum(r.height for r in rejects) < max_rejects:
                 rejects.append(rej)
@@ -1813,12 +1823,12 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
             withp = withp.filter(~_after(worst, prefix))
         facts = withp.drop([c for c, _ in prefix])
         cand = facts if kept is None else pl.concat([kept, facts.select(kept.columns)], how="vertical_relaxed")
-        kept = evaluate(cand, order_rules).head(top).select(cand.columns)
+        kept = _owned(evaluate(cand, order_rules).head(top).select(cand.columns))
         # the people rows of the best (for their general facts at the end): of this batch's donors among them,
         # read now (the batch is gone later); of the others, kept
         at = kept["__row"].to_numpy()
         new = at[at > start]
-        people = b.people(new - 1 - start).with_columns(pl.Series("__row", new, dtype=pl.Int64))
+        people = _owned(b.people(new - 1 - start).with_columns(pl.Series("__row", new, dtype=pl.Int64)))
         if kept_people is not None:
             people = pl.concat([kept_people.filter(pl.col("__row").is_in(at[at <= start].tolist())),
                                 people.select(kept_people.columns)])
