@@ -203,6 +203,9 @@ def test_prepared_registry_refusals(ref, pool, tmp_path):
     (out / MANIFEST).write_text(json.dumps(m | {"format": "haplomatch prepared registry, format 0"}))
     with pytest.raises(InputError, match="another format"):
         open_prepared(out)
+    (out / MANIFEST).write_text(json.dumps({k: v for k, v in m.items() if k != "source"}))
+    with pytest.raises(InputError, match="manifest.json is incomplete"):
+        open_prepared(out)
     (out / MANIFEST).write_text(json.dumps(m | {"items": {"A_1": "i0"}}))
     with pytest.raises(InputError, match="another version"):
         search_registry(ref, patient, out, top=5)

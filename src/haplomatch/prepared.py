@@ -113,14 +113,19 @@ def open_prepared(path: str | Path) -> PreparedRegistry:
     if m.get("format") != FORMAT:
         raise InputError.one(f"a prepared registry of another format ({m.get('format')!r}; this version reads "
                              f"{FORMAT!r})", file=str(p), fix="prepare the registry again with 'haplomatch prepare'")
-    src = m["source"]
-    missing = [f for f in (*m["parts"], *set(m["dicts"].values())) if not (p / f).is_file()]
+    try:
+        src = m["source"]
+        prepared = PreparedRegistry(p, Path(src["path"]), int(src["bytes"]), int(src["mtime_ns"]), m["created"],
+                                    tuple(m["columns"]), int(m["rows"]), dict(m["items"]), dict(m["dicts"]),
+                                    tuple(m["parts"]), m.get("haplomatch", ""))
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError.one(f"the prepared registry's {MANIFEST} is incomplete ({type(e).__name__}: {e})",
+                             file=str(p), fix="prepare the registry again with 'haplomatch prepare'") from None
+    missing = [f for f in (*prepared.parts, *set(prepared.dicts.values())) if not (p / f).is_file()]
     if missing:
         raise InputError.one(f"the prepared registry is incomplete: {', '.join(missing[:3])} missing", file=str(p),
                              fix="prepare the registry again with 'haplomatch prepare'")
-    return PreparedRegistry(p, Path(src["path"]), int(src["bytes"]), int(src["mtime_ns"]), m["created"],
-                            tuple(m["columns"]), int(m["rows"]), dict(m["items"]), dict(m["dicts"]),
-                            tuple(m["parts"]), m.get("haplomatch", ""))
+    return prepared
 
 
 def prepare_registry(source: str | Path, out: str | Path, *, batch_size: int = 200_000,
@@ -133,7 +138,7 @@ def prepare_registry(source: str | Path, out: str | Path, *, batch_size: int = 2
     with its reason, as it does for the file. ``progress(rows)`` is called after each batch."""
     from haplomatch import __version__
     from haplomatch.registryfile import open_registry
-    from haplomatch.search import cell_items, key_interners, registry_layout
+    from haplomatch.search import _intern, cell_items, key_interners, registry_layout
 
     src, out = Path(source), Path(out)
     if out.exists() and not is_prepared(out):
@@ -156,8 +161,6 @@ def prepare_registry(source: str | Path, out: str | Path, *, batch_size: int = 2
         item_of: dict[str, object] = {}
         rows = 0
         for batch, ragged in reg.batches(batch_size):
-            from haplomatch.search import _intern
-
             items = cell_items(layout, cells, kir, batch)
             ids = _intern(batch, items, None)
             for name, it, e in items:
