@@ -86,3 +86,42 @@ def test_class_counting_equals_np_unique():
         got = _unique(code)
         for g, w in zip(got, (first, inv.reshape(-1), counts)):
             assert np.array_equal(g, w)
+
+
+def test_search_says_why_a_count_is_a_range_as_rank_does(ref, tmp_path):
+    """A best donor whose count at a locus is a range gets rank's warning (why, and what typing would settle
+    it); a patient's ambiguous typing is said once per locus. Same words as ``rank`` for the same people."""
+    from haplomatch.family import Family
+    from haplomatch.ranking import _range_warnings
+    from haplomatch.search import search_registry
+
+    reg = pl.DataFrame({
+        "donor_id": ["D1", "D2", "D3"],
+        "A_1": ["A*02", "A*02:01", "A*01:01"], "A_2": ["A*24:02", "A*24:02", "A*03:01"],
+        "B_1": ["B*07:02", "B*07:02", "B*08:01"], "B_2": ["B*44:02", "B*44:02", "B*35:01"],
+        "C_1": ["C*05:01/C*05:03", "C*07:02", "C*07:01"], "C_2": ["C*07:02", "C*05:01", "C*04:01"],
+    })
+    path = tmp_path / "reg.csv"
+    reg.write_csv(path)
+    patient = person_from_gl("PT", "A*02:01+A*24:02^B*07:02+B*44:02^C*05:01+C*07:02",
+                             nomenclature=ref.nomenclature, relation="patient")
+    res = search_registry(ref, patient, path, top=3)
+    assert [c.id for c in res.candidates][:2] == ["D2", "D1"]
+    # D1's A*02 (1,073 two-field alleles in IPD-IMGT/HLA 3.58.0) and C*05:01/C*05:03 leave its counts open
+    d1 = [n for n in res.notes if n.startswith("D1's")]
+    assert [n.split(":")[0] for n in d1] == ["D1's mismatches at A are a range", "D1's mismatches at C are a range"]
+    assert "A*02 may be any of 1,073 two-field alleles" in d1[0] and "typing D1 at A" in d1[0]
+    assert d1[1] == ("D1's mismatches at C are a range: D1's C*05:01/C*05:03 may be any of 2 two-field alleles "
+                     "(C*05:01, C*05:03): typing D1 at C to one two-field allele per slot would settle it")
+    assert not [n for n in res.notes if n.startswith(("D2", "D3", "the patient"))]
+    # rank's words for the same pair
+    from haplomatch.persons import person_from_gl as gl
+    d1p = gl("D1", "A*02+A*24:02^B*07:02+B*44:02^C*05:01/C*05:03+C*07:02", nomenclature=ref.nomenclature,
+             relation="unrelated")
+    fam = Family("F", (patient, d1p))
+    facts = pair_facts(ref, pair_frame(people_frame([patient]), people_frame([d1p])), None)
+    assert _range_warnings(ref, fam, facts, CompatSettings()) == d1
+    # an ambiguous patient: said once for the locus, whatever the number of donors
+    vague = person_from_gl("PT", "A*02+A*24:02^B*07:02+B*44:02", nomenclature=ref.nomenclature, relation="patient")
+    notes = search_registry(ref, vague, path, top=3).notes
+    assert sum(n.startswith("the patient's A*02 may be any of 1,073") for n in notes) == 1

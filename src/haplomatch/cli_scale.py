@@ -222,7 +222,7 @@ def search_cmd(patient_gl, patient_kir, patient_id, patient_sex, patient_abo, pa
         write_table(res.facts, out)
     if rejects_file is not None:
         write_table(res.rejects, rejects_file)
-    warnings = []
+    warnings = list(res.notes)
     if res.rejected:
         first = res.rejects.head(3)["reason"].to_list()
         warnings.append(f"{res.rejected:,} registry row(s) could not be read and were not ranked"

@@ -1416,12 +1416,42 @@ class SearchResult:
     batch_seconds: tuple[float, ...] = ()
     #: what was searched: the registry file, or the prepared registry with when and from what it was prepared
     registry: str = ""
+    #: why a mismatch count of the best donors is a range and what typing would settle it (as ``rank`` says)
+    notes: tuple[str, ...] = ()
 
     def summary_line(self) -> str:
         return (f"{self.registry}: " if self.registry else "") + (
                 f"rows in: {self.rows_in:,}; donors ranked: {self.ranked:,}; rejected: {self.rejected:,}; "
                 f"best {len(self.candidates)} returned; {self.batches} batch(es) in {self.seconds:.1f} s "
                 f"({self.rows_in / max(self.seconds, 1e-9):,.0f} donors/s; {self.path} facts)")
+
+
+@dataclass(frozen=True)
+class _Best:
+    """The patient and the best donors as persons: what ``ranking``'s range warnings read of a family."""
+
+    patient: Person
+    donors: dict[str, Person]
+
+    def person(self, pid: str) -> Person:
+        return self.donors[pid]
+
+
+def _range_notes(ref, patient: Person, people: pl.DataFrame, facts: pl.DataFrame, compat) -> list[str]:
+    """``rank``'s warnings for counts left as ranges, for the best donors: once per locus for the patient's
+    typing, per donor for its own (the donors' typings as read, an untyped second slot left open)."""
+    from haplomatch.hlatyping import parse_cell
+    from haplomatch.ranking import _range_warnings
+
+    donors: dict[str, Person] = {}
+    for r in people.iter_rows(named=True):
+        hla = {}
+        for loc in CORE_LOCI:
+            t, _ = parse_cell(r.get(f"{loc}_1"), loc, second=r.get(f"{loc}_2") or "", missing_second="untyped")
+            if t is not None:
+                hla[loc] = t
+        donors[r["id"]] = Person(id=r["id"], relation="unrelated", hla=hla)
+    return _range_warnings(ref, _Best(patient, donors), facts, compat)
 
 
 def _owned(df: pl.DataFrame) -> pl.DataFrame:
@@ -1845,6 +1875,7 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
     full = general(donors.with_columns(kept["__row"])).rename({"donor___row": "row"})
     ranked_full = evaluate(full, rules)
     cands = explained(ranked_full, rules)
+    notes = tuple(_range_notes(ref, patient, donors, full, settings.compat))
     check = sorted(need & set(kept.columns))
     a = kept.select(check + ["__row"]).sort("__row")
     g = full.select(check + [pl.col("row").alias("__row")]).sort("__row")
@@ -1859,5 +1890,5 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
     return SearchResult(
         patient.id, rules.profile, ref.label, rules.path, tuple(cands), ranked_full, rows_in, ranked, rejected,
         rej, batches, time.perf_counter() - t0, "fast" if use_fast else "general", tuple(warnings), tm,
-        tuple(per_batch), opened.describe(),
+        tuple(per_batch), opened.describe(), notes,
     )
