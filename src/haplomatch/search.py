@@ -57,7 +57,12 @@ wrong number of cells are rejected for that alone (:mod:`haplomatch.registryfile
    and ``ranking.explained`` (explanations). The columns the ranking read are checked to be equal in both
    paths, and the order to be the same: a difference raises (it would be a bug).
 
-Rows in = donors ranked + donors rejected (:meth:`SearchResult.summary_line`).
+Rows in = donors ranked + donors rejected (:meth:`SearchResult.summary_line`). What is kept from batch to batch
+(the best N, the rejected rows) owns its donor ids (:func:`_owned`), so a registry larger than memory streams.
+
+5. **Many patients** (:class:`OpenRegistry`): a registry read once and kept in memory, with what no patient
+   changes computed at opening (the cells' readings, DPB1 TCE groups, comparison-key ids) and the compiled
+   rules kept after the first search; each search then runs steps 2 to 4 only.
 """
 
 from __future__ import annotations
