@@ -1744,8 +1744,8 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
     """Rank the donors of ``registry`` for ``patient``; return the best ``top`` (see the module docstring).
 
     ``registry`` is a registry file, a prepared registry (:mod:`haplomatch.prepared`), or an
-    :class:`OpenRegistry` (read once, kept in memory for many searches; ``settings`` and ``missing_second``
-    are then the ones it was opened with).
+    :class:`OpenRegistry` (read once, kept in memory for many searches; ``settings``, ``missing_second``
+    and ``batch_size`` are then the ones it was opened with).
 
     ``force_general`` computes every batch with the general ``pair_facts`` (for tests and comparison).
     ``progress(rows_read, batches)`` is called after each batch. ``SearchResult.timings`` gives the seconds
