@@ -309,3 +309,19 @@ def test_open_registry_keeps_compiled_rules_per_rule_file_version(ref, pool, tmp
     assert opened.rules_key("unrelated", None, None, False, None) != opened.rules_key(
         "unrelated", None, {"age_limit": 40}, False, None)
     assert opened.rules_key("unrelated", None, None, False, antibodies=[]) is None
+
+
+def test_prepared_csv_read_by_the_csv_module_and_a_gl_column(ref, tmp_path):
+    """A CSV with a quote out of place (read by Python's csv module) and HLA as one GL column: prepared in
+    parts of 2 rows, the same donors and rejected rows, with the same reasons, as the file."""
+    path = tmp_path / "gl.csv"
+    path.write_text('donor_id,hla,sex\nD1,"A*02:01+A*24:02^B*07:02+B*44:02",F\nD2,A*0"1:01+A*02:01,M\n'
+                    'D3,"A*02:01+A*01:01",X\nD4,"A*02:01+A*24:02^B*07:02+B*08:01",M\n')
+    prepare_registry(path, tmp_path / "p", batch_size=2)
+    patient = person_from_gl("PT", "A*02:01+A*24:02^B*07:02+B*44:02", nomenclature=ref.nomenclature,
+                             relation="patient")
+    res = search_registry(ref, patient, tmp_path / "p", top=5)
+    _same(res, search_registry(ref, patient, path, top=5))
+    assert [c.id for c in res.candidates] == ["D1", "D4"]
+    assert res.rejects["row"].to_list() == [2, 3]
+    assert res.rejects["reason"][1] == "[sex] sex not understood (use M or F)"
