@@ -1603,7 +1603,6 @@ def _nothing_read(fname: str, rows_in: int, rejected: int, rejects: list[pl.Data
     return NoDonorReadError(probs, rej)
 
 
-@fewer_collections()  # the first batch makes a few hundred thousand small objects (cells read)
 def _open_prepared(path: Path):
     """The prepared registry at ``path`` (:mod:`haplomatch.prepared`), None for a registry file; refused when
     its source file changed since it was prepared."""
@@ -1688,7 +1687,8 @@ class OpenRegistry(_Opened):
     (``search_registry(ref, patient, opened)``): each search then skips reading the rows and every
     patient-independent fact of their distinct cells (comparison keys, DPB1 TCE groups, KIR readings).
 
-    About 200 bytes per donor. Searches share its caches: run one search at a time on it."""
+    About 300 bytes per donor in memory (10^6 donors: 300 MB). Searches share its caches: run one search at a
+    time on it."""
 
     def __init__(self, ref, path: str | Path, *, settings=None, missing_second: str = "homozygous",
                  batch_size: int = DEFAULT_BATCH) -> None:
@@ -1698,7 +1698,8 @@ class OpenRegistry(_Opened):
         self.settings = settings or FactSettings()
         self.missing_second = missing_second
         super().__init__(ref, Path(path), self.settings, missing_second)
-        self.kept: tuple[_Batch, ...] = tuple(self.batches(batch_size, lambda name: None))
+        with fewer_collections():  # reading every cell makes many small objects, as a search's first batch
+            self.kept: tuple[_Batch, ...] = tuple(self.batches(batch_size, lambda name: None))
         self.rows = sum(b.n for b in self.kept)
         # the patient-independent facts of the slots read, once: DPB1 TCE groups, comparison key ids
         dpb1 = [a for b in self.kept for a in b.sid["DPB1"]]
@@ -1736,6 +1737,7 @@ class OpenRegistry(_Opened):
         return self.settings
 
 
+@fewer_collections()  # the first batch makes a few hundred thousand small objects (cells read)
 def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry", *, profile: str = "unrelated", top: int = 10,
                     rules_path=None, overrides=None, settings=None, antibodies=None,
                     batch_size: int = DEFAULT_BATCH, force_general: bool = False,
