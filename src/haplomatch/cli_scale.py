@@ -2,8 +2,9 @@
 ``haplomatch prepare`` (a registry stored for repeated searches).
 
 Thin click layers over :mod:`haplomatch.screen`, :mod:`haplomatch.search` and :mod:`haplomatch.prepared`;
-``cli.py`` registers :data:`screen_cmd`, :data:`search_cmd` and :data:`prepare_cmd`. Exit codes: 0 success (rejected rows are reported,
-not fatal); 1 refused (reference data); 2 bad input (unreadable file, unknown typing, bad option).
+``cli.py`` registers :data:`screen_cmd`, :data:`search_cmd` and :data:`prepare_cmd`. Exit codes: 0 success
+(rejected rows are reported, not fatal); 1 refused (reference data); 2 bad input (unreadable file, unknown
+typing, bad option).
 """
 
 from __future__ import annotations
