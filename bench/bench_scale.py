@@ -3,7 +3,9 @@
 Generates its data (the project's simulator) and reports, in one run:
 
 (a) registry search: one patient against N donors (default 10^6): donors per second and peak memory
-    (``resource.getrusage(...).ru_maxrss`` of the process that searched). Target ≥ 2×10^6 donors/s, < 2 GB.
+    (``resource.getrusage(...).ru_maxrss`` of the process that searched), from the registry file, from the
+    registry prepared once (``haplomatch prepare``), and kept open (``search.OpenRegistry``) for six patients
+    one after another. Target ≥ 2×10^6 donors/s, < 2 GB.
 (b) batch screening of F families (default 10^5): families per second. Target: 10^5 families in < 60 s.
 (c) the same pair facts computed one pair at a time by a plain per-pair loop (``pairfacts.pair_facts`` on a
     one-row pair table, the single-pair path of ``haplomatch match``/``rank``), on a sample, against the
@@ -41,10 +43,21 @@ def _peak_mb() -> float:
 
 # -------------------------------------------------------------------------------------------- child steps
 
-def child_search(registry: str, top: int, batch: int, patient_from: str = "") -> dict:
+def _patient(ref, registry: str, row: int):
+    """The benchmark's patient: donor ``row``'s typing with one allele changed per locus (grades vary)."""
     import polars as pl
 
     from haplomatch.persons import person_from_gl
+
+    d = pl.scan_parquet(registry).slice(row, 1).collect().row(0, named=True)
+    loci = ("A", "C", "B", "DRB1", "DQB1", "DPB1")
+    p_loci = PATIENT.split("^")
+    gl = "^".join(f"{d[f'{loc}_1']}+{p_loci[i].split('+')[1]}" for i, loc in enumerate(loci))
+    return person_from_gl(f"PT{row}", gl, nomenclature=ref.nomenclature, relation="patient", sex="F", cmv=False,
+                          abo="A", rh="+")
+
+
+def child_search(registry: str, top: int, batch: int, patient_from: str = "") -> dict:
     from haplomatch.reference import load_reference
     from haplomatch.search import search_registry
     # the modules the search imports on first use (imports are not timed, as the docstring says)
@@ -52,13 +65,7 @@ def child_search(registry: str, top: int, batch: int, patient_from: str = "") ->
 
     t0 = time.perf_counter()
     ref = load_reference()
-    # the patient: the first donor's typing with one allele changed per locus (grades vary across donors)
-    d = pl.scan_parquet(patient_from or registry).head(1).collect().row(0, named=True)
-    loci = ("A", "C", "B", "DRB1", "DQB1", "DPB1")
-    p_loci = PATIENT.split("^")
-    gl = "^".join(f"{d[f'{loc}_1']}+{p_loci[i].split('+')[1]}" for i, loc in enumerate(loci))
-    patient = person_from_gl("PT", gl, nomenclature=ref.nomenclature, relation="patient", sex="F", cmv=False,
-                             abo="A", rh="+")
+    patient = _patient(ref, patient_from or registry, 0)
     t_setup = time.perf_counter() - t0
     from haplomatch.slotcache import table_path
     cached = table_path(ref, "two_field", "wmda").is_file()  # the default comparison settings
@@ -72,22 +79,12 @@ def child_search(registry: str, top: int, batch: int, patient_from: str = "") ->
 
 def child_search_opened(registry: str, top: int, patients_from: str, n_patients: int) -> dict:
     """A registry opened once (``search.OpenRegistry``), then one search per patient, each timed."""
-    import polars as pl
-
-    from haplomatch.persons import person_from_gl
     from haplomatch.reference import load_reference
     from haplomatch.search import OpenRegistry, search_registry
     import haplomatch.familyfile, haplomatch.kirscores, haplomatch.pairfacts, haplomatch.ranking  # noqa: E401, F401
 
     ref = load_reference()
-    loci = ("A", "C", "B", "DRB1", "DQB1", "DPB1")
-    p_loci = PATIENT.split("^")
-    patients = []
-    for row in range(n_patients):  # as child_search's patient, from the first rows of the registry file
-        d = pl.scan_parquet(patients_from).slice(row, 1).collect().row(0, named=True)
-        gl = "^".join(f"{d[f'{loc}_1']}+{p_loci[i].split('+')[1]}" for i, loc in enumerate(loci))
-        patients.append(person_from_gl(f"PT{row}", gl, nomenclature=ref.nomenclature, relation="patient", sex="F",
-                                       cmv=False, abo="A", rh="+"))
+    patients = [_patient(ref, patients_from, row) for row in range(n_patients)]
     t0 = time.perf_counter()
     opened = OpenRegistry(ref, registry)
     t_open = time.perf_counter() - t0
@@ -192,7 +189,8 @@ def child_baseline_registry(registry: str, sample: int, batch: int) -> dict:
     return {"sample": donors.height, "loop_seconds": t_loop}
 
 
-CHILDREN = {"search": child_search, "search_opened": child_search_opened, "prepare": child_prepare, "screen": child_screen, "baseline_pairs": child_baseline_pairs,
+CHILDREN = {"search": child_search, "search_opened": child_search_opened, "prepare": child_prepare,
+            "screen": child_screen, "baseline_pairs": child_baseline_pairs,
             "baseline_registry": child_baseline_registry}
 
 
