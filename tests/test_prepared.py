@@ -325,3 +325,64 @@ def test_prepared_csv_read_by_the_csv_module_and_a_gl_column(ref, tmp_path):
     assert [c.id for c in res.candidates] == ["D1", "D4"]
     assert res.rejects["row"].to_list() == [2, 3]
     assert res.rejects["reason"][1] == "[sex] sex not understood (use M or F)"
+
+
+@pytest.mark.parametrize(("kind", "workers"), [("csv", 2), ("prepared", 3)])
+def test_open_registry_in_shares_gives_the_answers_of_the_file(ref, pool, tmp_path, kind, workers):
+    """Kept open in ``workers`` processes (shares cut inside batches of 64: at rows 100, or 67 and 133), each
+    patient's search gives what a search of the file gives: the same best donors, facts, counts, and rejected
+    rows numbered as in the file, from every share."""
+    from haplomatch.search import OpenRegistry
+
+    reg = _messy(pool, 200, 21)
+    path = tmp_path / ("reg.csv" if kind == "csv" else "reg.parquet")
+    reg.write_csv(path) if kind == "csv" else reg.write_parquet(path)
+    where = path if kind == "csv" else prepare_registry(path, tmp_path / "p", batch_size=64).path
+    patients = [_patient(ref, reg, row) for row in (0, 130)]
+    expected = [search_registry(ref, p, path, top=15, batch_size=64) for p in patients]
+    with OpenRegistry(ref, where, batch_size=64, workers=workers) as opened:
+        bounds = [opened.share] + [w.share[:2] for w in opened.workers]
+        assert bounds == ([(0, 100), (100, 200)] if workers == 2 else [(0, 67), (67, 133), (133, 200)])
+        assert opened.rows == 200 and sum(b.n for b in opened.kept) == bounds[0][1]
+        for p, want in zip(patients, expected):
+            got = search_registry(ref, p, opened, top=15)
+            _same(got, want)
+            rows = got.rejects["row"].to_list()
+            assert min(rows) <= bounds[0][1] < max(rows)  # rejected rows came from more than one share
+            assert got.worker_peak_mb and got.worker_peak_mb > 50  # a process with polars and the release
+    assert opened.workers == ()
+
+
+def test_open_registry_in_shares_when_a_share_has_no_donor_that_reads(ref, tmp_path):
+    """The first share's donors all rejected (an unknown allele): the ranking comes from the other share, and
+    every row is accounted for."""
+    from haplomatch.search import OpenRegistry
+
+    rows = ["donor_id,A_1,A_2,B_1,B_2,sex"]
+    rows += [f"D{k},A*99:99,A*02:01,B*07:02,B*44:02,F" for k in range(3)]
+    rows += ["D3,A*02:01,A*24:02,B*07:02,B*44:02,F", "D4,A*01:01,A*24:02,B*07:02,B*08:01,M",
+             "D5,A*02:01,A*03:01,B*07:02,B*44:02,M"]
+    path = tmp_path / "reg.csv"
+    path.write_text("\n".join(rows) + "\n")
+    patient = person_from_gl("PT", "A*02:01+A*24:02^B*07:02+B*44:02", nomenclature=ref.nomenclature,
+                             relation="patient", sex="F")
+    want = search_registry(ref, patient, path)
+    with OpenRegistry(ref, path, workers=2) as opened:
+        got = search_registry(ref, patient, opened)
+    _same(got, want)
+    assert (got.rows_in, got.ranked, got.rejected) == (6, 3, 3)
+    assert [c.id for c in got.candidates] == ["D3", "D5", "D4"]  # 0, 1 and 2 A+B mismatches
+    assert got.rejects["row"].to_list() == [1, 2, 3] and "A*99:99" in got.rejects["reason"][0]
+
+
+def test_a_refusal_pickles_whole():
+    """A refusal raised in another process reaches the caller with its problems (file, row, column)."""
+    import pickle
+
+    from haplomatch.errors import UnknownAlleleError
+
+    e = pickle.loads(pickle.dumps(InputError.one("unknown allele", file="reg.csv", row=3, column="A_1")))
+    assert type(e) is InputError and str(e) == "error: reg.csv:3 [A_1]: unknown allele"
+    assert (e.problems[0].row, e.problems[0].column) == (3, "A_1")
+    u = pickle.loads(pickle.dumps(UnknownAlleleError("A*99:99", ["A*99:01"])))
+    assert (u.name, u.suggestions) == ("A*99:99", ("A*99:01",))

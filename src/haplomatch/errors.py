@@ -6,6 +6,18 @@ from __future__ import annotations
 class HaplomatchError(Exception):
     """Base class: a refusal with a message meant for a person, not a traceback."""
 
+    def __reduce__(self):
+        """Pickled as it is (its fields, not its constructor's arguments): a refusal raised in another process
+        (``screen``'s workers, an ``OpenRegistry``'s shares) reaches the caller whole."""
+        return _rebuilt, (type(self), self.args, self.__dict__)
+
+
+def _rebuilt(cls: type, args: tuple, state: dict) -> HaplomatchError:
+    e = cls.__new__(cls)
+    Exception.__init__(e, *args)
+    e.__dict__.update(state)
+    return e
+
 
 class ReferenceDataError(HaplomatchError):
     """The release folder is missing, incomplete or unreadable."""

@@ -611,6 +611,19 @@ class _Batch:
                 data[c] = [None] * n
         return pl.DataFrame(data, schema=schema(), strict=False)
 
+    def rows_between(self, lo: int, hi: int) -> "_Batch":
+        """Rows ``lo`` to ``hi`` (0-based, ``hi`` excluded) as a batch of their own, owning their arrays (a share
+        of a registry kept in a process, :class:`OpenRegistry`, does not keep the rest of its batch)."""
+        if lo == 0 and hi == self.n:
+            return self
+        cut = slice(lo, hi)
+        return dataclasses.replace(
+            self, n=hi - lo, ids=pl.Series(self.ids.name, self.ids[cut].to_list(), dtype=pl.String),
+            sid={loc: (a[cut].copy(), b[cut].copy()) for loc, (a, b) in self.sid.items()},
+            attr={k: (it, ids[cut].copy()) for k, (it, ids) in self.attr.items()},
+            kir=None if self.kir is None else self.kir[cut].copy(), error=self.error[cut].copy(),
+            reason=[r.slice(lo, hi - lo).rechunk() for r in self.reason])
+
     def reasons(self) -> pl.Series:
         if not self.reason:
             return pl.repeat(None, self.n, dtype=pl.String, eager=True)
@@ -1423,6 +1436,8 @@ class SearchResult:
     registry: str = ""
     #: why a mismatch count of the best donors is a range and what typing would settle it (as ``rank`` says)
     notes: tuple[str, ...] = ()
+    #: peak resident memory (MB) of the largest share process of an ``OpenRegistry(workers=...)`` (None: none)
+    worker_peak_mb: float | None = None
 
     def summary_line(self) -> str:
         return (f"{self.registry}: " if self.registry else "") + (
@@ -1603,6 +1618,11 @@ def _nothing_read(fname: str, rows_in: int, rejected: int, rejects: list[pl.Data
     return NoDonorReadError(probs, rej)
 
 
+def _bounds(rows: int, shares: int) -> list[int]:
+    """Where each of ``shares`` equal shares of ``rows`` rows begins, and the end."""
+    return [round(k * rows / shares) for k in range(shares + 1)]
+
+
 def _open_prepared(path: Path):
     """The prepared registry at ``path`` (:mod:`haplomatch.prepared`), None for a registry file; refused when
     its source file changed since it was prepared."""
@@ -1652,6 +1672,7 @@ class _Opened:
                                   f"is no longer there: the donors are the registry as it was then",)
         self.reader = RegistryReader(ref, self.layout, settings.compat, missing_second=missing_second)
         self._loaded = False
+        self.rows_seen = 0
 
     def describe(self) -> str:
         """The registry searched, for the output: a prepared registry says when and from what file."""
@@ -1660,8 +1681,11 @@ class _Opened:
         p = self.prepared
         return f"{self.path} (prepared {p.created} from {p.source}, {p.rows:,} rows)"
 
-    def batches(self, batch_size: int, lap: Callable[[str], None]) -> Iterator[_Batch]:
-        """The rows read, ``batch_size`` at a time (``lap('read')`` once a batch is read, before its cells)."""
+    def batches(self, batch_size: int, lap: Callable[[str], None],
+                want: Callable[[int, int], bool] | None = None) -> Iterator[tuple[int, _Batch]]:
+        """The rows read, ``batch_size`` at a time, each batch with the number of rows before it (``lap('read')``
+        once a batch is read, before its cells). ``want(start, n)`` False: the batch's cells are not read
+        (a share of the registry, :class:`OpenRegistry`). ``rows_seen``: the rows of the batches gone through."""
         start = 0
         if self.prepared is None:
             stream: Iterator = self.source.batches(batch_size)
@@ -1669,6 +1693,11 @@ class _Opened:
             stream = (((n, ids, ident), ragged) for ids, ident, n, ragged in self.prepared.batches(batch_size))
         for batch, ragged in stream:
             lap("read")
+            n = batch.height if self.prepared is None else batch[0]
+            if want is not None and not want(start, n):
+                start += n
+                self.rows_seen = start
+                continue
             if self.prepared is None:
                 b = self.reader.read(batch)
             else:
@@ -1678,8 +1707,9 @@ class _Opened:
                 b = self.reader.assemble(*batch)
             if ragged:
                 b = _ragged(b, ragged, len(self.columns), start)
+            yield start, b
             start += b.n
-            yield b
+            self.rows_seen = start
 
 
 class OpenRegistry(_Opened):
@@ -1688,26 +1718,82 @@ class OpenRegistry(_Opened):
     patient-independent fact of their distinct cells (comparison keys, DPB1 TCE groups, KIR readings).
 
     About 300 bytes per donor in memory (10^6 donors: 300 MB). Searches share its caches: run one search at a
-    time on it."""
+    time on it.
+
+    ``workers`` > 1 cuts the rows into that many equal shares: this process keeps the first, and each other
+    share is read and kept by a process of its own (:mod:`haplomatch.searchworkers`, started at opening, each
+    loading the reference release), so a search runs on that many CPUs. Each share keeps its best ``top`` with
+    their general pair facts; the best of those are the best of the registry (the order is total). ``close()``
+    (or ``with``) ends the processes. ``share`` (lo, hi, rows) is how such a process opens its rows."""
 
     def __init__(self, ref, path: str | Path, *, settings=None, missing_second: str = "homozygous",
-                 batch_size: int = DEFAULT_BATCH) -> None:
+                 batch_size: int = DEFAULT_BATCH, workers: int = 1,
+                 share: tuple[int, int, int] | None = None) -> None:
         from haplomatch.pairfacts import FactSettings
 
+        if workers < 1:
+            raise HaplomatchError("workers must be at least 1")
         self.ref = ref
         self.settings = settings or FactSettings()
         self.missing_second = missing_second
+        self.workers: tuple = ()
         super().__init__(ref, Path(path), self.settings, missing_second)
-        with fewer_collections():  # reading every cell makes many small objects, as a search's first batch
-            self.kept: tuple[_Batch, ...] = tuple(self.batches(batch_size, lambda name: None))
-        self.rows = sum(b.n for b in self.kept)
-        # the patient-independent facts of the slots read, once: DPB1 TCE groups, comparison key ids
-        dpb1 = [a for b in self.kept for a in b.sid["DPB1"]]
-        if dpb1:
-            self.reader.slots.ensure_facts(np.unique(np.concatenate(dpb1)))
-        self.reader.slots.key_ids()
+        known = share[2] if share is not None else (self.prepared.rows if self.prepared is not None else None)
+        bounds = None
+        if share is not None:
+            bounds = [share[0], share[1]]
+        elif workers > 1 and known is not None:  # the other shares' processes read while this one does
+            bounds = _bounds(known, workers)
+            self._start(bounds, batch_size)
+        want = None if bounds is None else (lambda start, n: start < bounds[1] and start + n > bounds[0])
+        try:
+            with fewer_collections():  # reading every cell makes many small objects, as a search's first batch
+                read = list(self.batches(batch_size, lambda name: None, want))
+            self.rows = self.rows_seen  # every row of the registry, in every share
+            if known is not None and self.rows != known:
+                raise HaplomatchError(f"{path}: {self.rows:,} rows, not the {known:,} expected: the registry "
+                                      f"changed while it was opened; open it again")
+            if bounds is None and workers > 1:  # a registry file: its rows are counted by reading them
+                bounds = _bounds(self.rows, workers)
+                self._start(bounds, batch_size)
+            if bounds is not None:
+                lo, hi = bounds[0], bounds[1]
+                read = [(max(s, lo), b.rows_between(max(lo - s, 0), min(hi - s, b.n)))
+                        for s, b in read if s < hi and s + b.n > lo]
+            self.share = (0, self.rows) if bounds is None else (bounds[0], bounds[1])
+            self.kept: tuple[_Batch, ...] = tuple(b for _, b in read)
+            self.starts: tuple[int, ...] = tuple(s for s, _ in read)  # rows before each kept batch
+            # the patient-independent facts of the slots read, once: DPB1 TCE groups, comparison key ids
+            dpb1 = [a for b in self.kept for a in b.sid["DPB1"]]
+            if dpb1:
+                self.reader.slots.ensure_facts(np.unique(np.concatenate(dpb1)))
+            self.reader.slots.key_ids()
+            for w in self.workers:  # each share read (its refusal raised here)
+                w.ready()
+        except BaseException:
+            self.close()
+            raise
         self.opened_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.rules_cache: dict[tuple, tuple] = {}
+
+    def _start(self, bounds: list[int], batch_size: int) -> None:
+        from haplomatch.searchworkers import ShareWorker
+
+        n = len(bounds) - 1
+        self.workers = tuple(ShareWorker(self.ref, self.path, self.settings, self.missing_second, batch_size,
+                                         (bounds[k], bounds[k + 1], bounds[-1]), n) for k in range(1, n))
+
+    def close(self) -> None:
+        """End the share processes (nothing to do without ``workers``)."""
+        for w in self.workers:
+            w.close()
+        self.workers = ()
+
+    def __enter__(self) -> "OpenRegistry":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def describe(self) -> str:
         return f"{super().describe()}, read into memory {self.opened_at}"
@@ -1737,36 +1823,34 @@ class OpenRegistry(_Opened):
         return self.settings
 
 
-@fewer_collections()  # the first batch makes a few hundred thousand small objects (cells read)
-def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry", *, profile: str = "unrelated", top: int = 10,
-                    rules_path=None, overrides=None, settings=None, antibodies=None,
-                    batch_size: int = DEFAULT_BATCH, force_general: bool = False,
-                    max_rejects: int = 100_000, missing_second: str = "homozygous",
-                    progress: Callable[[int, int], None] | None = None) -> SearchResult:
-    """Rank the donors of ``registry`` for ``patient``; return the best ``top`` (see the module docstring).
+@dataclass
+class _Share:
+    """One share of a search (the whole registry, or one process's rows): its best ``top`` with their general
+    pair facts, and its row accounting."""
 
-    ``registry`` is a registry file, a prepared registry (:mod:`haplomatch.prepared`), or an
-    :class:`OpenRegistry` (read once, kept in memory for many searches; ``settings``, ``missing_second``
-    and ``batch_size`` are then the ones it was opened with).
+    kept: pl.DataFrame | None  # the best: ranking columns + "__row" (1-based registry row), best first
+    people: pl.DataFrame | None  # their people rows, same order, + "__row"
+    full: pl.DataFrame | None  # their general pair facts (``row``), same order
+    rows_in: int
+    ranked: int
+    rejected: int
+    rejects: list[pl.DataFrame]
+    batches: int
+    fast: bool
+    timings: dict[str, float]
+    per_batch: list[float]
 
-    ``force_general`` computes every batch with the general ``pair_facts`` (for tests and comparison).
-    ``progress(rows_read, batches)`` is called after each batch. ``SearchResult.timings`` gives the seconds
-    per phase: ``read`` (scan), ``cells`` (interning and reading cells), ``facts``, ``select`` (keeping the
-    best), ``final`` (full facts and explanations of the best)."""
-    from haplomatch.pairfacts import FactSettings, pair_facts
+
+def _scan(ref, patient: Person, opened: "_Opened", settings, *, profile: str, top: int, rules_path, overrides,
+          antibodies, force_general: bool, max_rejects: int, batch_size: int = DEFAULT_BATCH,
+          progress: Callable[[int, int], None] | None = None) -> "tuple[_Share, Any]":
+    """Steps 1 to 3 of the module docstring on the rows ``opened`` holds (all, or a share), and the general
+    pair facts of the best (checked against the fast ones); with the compiled rules (None: no row ranked)."""
+    from haplomatch.pairfacts import pair_facts
     from haplomatch.persons import people_frame
-    from haplomatch.ranking import evaluate, explained
+    from haplomatch.ranking import evaluate
 
-    t0 = time.perf_counter()
-    if top < 1:
-        raise HaplomatchError("--top must be at least 1")
-    if isinstance(registry, OpenRegistry):
-        settings = registry.compatible(ref, settings, missing_second)
-        opened = registry
-    else:
-        settings = settings or FactSettings()
-        opened = _Opened(ref, Path(registry), settings, missing_second)
-    path, reader = opened.path, opened.reader
+    reader = opened.reader
     patient_df = people_frame([patient])
     fast: FastFacts | None = None
     rules = order_rules = None
@@ -1777,7 +1861,6 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
     kept_people: pl.DataFrame | None = None  # their people rows (for the general facts at the end), same order
     rows_in = ranked = rejected = batches = 0
     rejects: list[pl.DataFrame] = []
-    warnings: list[str] = list(opened.warnings)
     tm: dict[str, float] = {}
     clock = [time.perf_counter()]
     per_batch: list[float] = []
@@ -1791,8 +1874,9 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
         return pair_facts(ref, pair_frame(patient_df, donors), None, antibodies, settings)
 
     began = clock[0]
-    for b in (opened.kept if isinstance(opened, OpenRegistry) else opened.batches(batch_size, lap)):
-        start = rows_in
+    stream = (zip(opened.starts, opened.kept) if isinstance(opened, OpenRegistry)
+              else opened.batches(batch_size, lap))
+    for start, b in stream:
         rows_in += b.n
         batches += 1
         if b.error.any():
@@ -1876,26 +1960,92 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
         if progress:
             progress(rows_in, batches)
 
-    if kept is None or rules is None:
-        raise _nothing_read(str(path), rows_in, rejected, rejects)
-    donors = kept_people.drop("__row")
-    full = general(donors.with_columns(kept["__row"])).rename({"donor___row": "row"})
-    ranked_full = evaluate(full, rules)
+    full = None
+    if kept is not None:
+        full = general(kept_people.drop("__row").with_columns(kept["__row"])).rename({"donor___row": "row"})
+        check = sorted(need & set(kept.columns))
+        a = kept.select(check + ["__row"]).sort("__row")
+        g = full.select(check + [pl.col("row").alias("__row")]).sort("__row")
+        if not a.equals(g):
+            diff = [c for c in check if not a[c].equals(g[c])]
+            raise RuntimeError(f"internal error: fast and general pair facts disagree on {diff}")
+        lap("final")
+    return _Share(kept, kept_people, full, rows_in, ranked, rejected, rejects, batches, use_fast, tm,
+                  per_batch), rules
+
+
+@fewer_collections()  # the first batch makes a few hundred thousand small objects (cells read)
+def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry", *, profile: str = "unrelated",
+                    top: int = 10, rules_path=None, overrides=None, settings=None, antibodies=None,
+                    batch_size: int = DEFAULT_BATCH, force_general: bool = False,
+                    max_rejects: int = 100_000, missing_second: str = "homozygous",
+                    progress: Callable[[int, int], None] | None = None) -> SearchResult:
+    """Rank the donors of ``registry`` for ``patient``; return the best ``top`` (see the module docstring).
+
+    ``registry`` is a registry file, a prepared registry (:mod:`haplomatch.prepared`), or an
+    :class:`OpenRegistry` (read once, kept in memory for many searches; ``settings``, ``missing_second``
+    and ``batch_size`` are then the ones it was opened with; opened with ``workers``, its shares are searched
+    at once, one per process).
+
+    ``force_general`` computes every batch with the general ``pair_facts`` (for tests and comparison).
+    ``progress(rows_read, batches)`` is called after each batch (of this process's share). ``SearchResult.timings``
+    gives the seconds per phase: ``read`` (scan), ``cells`` (interning and reading cells), ``facts``, ``select``
+    (keeping the best), ``final`` (full facts and explanations of the best), ``wait`` (for the other shares'
+    processes, once this one's share is done)."""
+    from haplomatch.ranking import evaluate, explained
+
+    t0 = time.perf_counter()
+    if top < 1:
+        raise HaplomatchError("--top must be at least 1")
+    if isinstance(registry, OpenRegistry):
+        settings = registry.compatible(ref, settings, missing_second)
+        opened = registry
+    else:
+        from haplomatch.pairfacts import FactSettings
+
+        settings = settings or FactSettings()
+        opened = _Opened(ref, Path(registry), settings, missing_second)
+    options = dict(profile=profile, top=top, rules_path=rules_path, overrides=overrides, antibodies=antibodies,
+                   force_general=force_general, max_rejects=max_rejects)
+    others = [w.search(patient, options) for w in getattr(opened, "workers", ())]
+    own, rules = _scan(ref, patient, opened, settings, batch_size=batch_size, progress=progress, **options)
+    clock = time.perf_counter()
+    shares, worker_peak = [own], None
+    for f in others:
+        share, peak = f.result()
+        shares.append(share)
+        worker_peak = max(worker_peak or 0.0, peak)
+    tm = dict(own.timings)
+    if others:
+        tm["wait"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+    rows_in, rejected = sum(s.rows_in for s in shares), sum(s.rejected for s in shares)
+    rejects = [r for s in shares for r in s.rejects]
+    found = [s for s in shares if s.kept is not None]
+    if not found:
+        raise _nothing_read(str(opened.path), rows_in, rejected, rejects)
+    if rules is None:  # this process's share had no donor that reads: the rules compile against a share's facts
+        rules = registry_rules(profile, rules_path, dict(found[0].full.schema), overrides)
+    full = pl.concat([s.full for s in found], how="vertical_relaxed") if len(found) > 1 else found[0].full
+    ranked_full = evaluate(full, rules).head(top)
     cands = explained(ranked_full, rules)
-    notes = tuple(_range_notes(ref, patient, donors, full, settings.compat))
-    check = sorted(need & set(kept.columns))
-    a = kept.select(check + ["__row"]).sort("__row")
-    g = full.select(check + [pl.col("row").alias("__row")]).sort("__row")
-    if not a.equals(g):
-        diff = [c for c in check if not a[c].equals(g[c])]
-        raise RuntimeError(f"internal error: fast and general pair facts disagree on {diff}")
+    kept = pl.concat([s.kept for s in found], how="vertical_relaxed") if len(found) > 1 else found[0].kept
+    if len(found) > 1:
+        kept = evaluate(kept, _ordering_rules(rules)).head(top)
     if [c.id for c in cands] != kept["id"].to_list():
         raise RuntimeError("internal error: the streamed order differs from the order of the best donors")
-    lap("final")
-    rej = pl.concat(rejects) if rejects else pl.DataFrame(schema={"row": pl.Int64, "donor_id": pl.String,
-                                                                   "reason": pl.String})
+    people = pl.concat([s.people for s in found]) if len(found) > 1 else found[0].people
+    donors = ranked_full.select(pl.col("row").alias("__row")).join(people, on="__row", how="left",
+                                                                    maintain_order="left").drop("__row")
+    notes = tuple(_range_notes(ref, patient, donors, ranked_full, settings.compat))
+    tm["final"] = tm.get("final", 0.0) + time.perf_counter() - clock
+    if progress and others:
+        progress(rows_in, sum(s.batches for s in shares))
+    rej = (pl.concat(rejects).sort("row") if rejects
+           else pl.DataFrame(schema={"row": pl.Int64, "donor_id": pl.String, "reason": pl.String}))
     return SearchResult(
-        patient.id, rules.profile, ref.label, rules.path, tuple(cands), ranked_full, rows_in, ranked, rejected,
-        rej, batches, time.perf_counter() - t0, "fast" if use_fast else "general", tuple(warnings), tm,
-        tuple(per_batch), opened.describe(), notes,
+        patient.id, rules.profile, ref.label, rules.path, tuple(cands), ranked_full, rows_in,
+        sum(s.ranked for s in shares), rejected, rej, sum(s.batches for s in shares), time.perf_counter() - t0,
+        "fast" if all(s.fast for s in found) else "general", tuple(opened.warnings), tm,
+        tuple(t for s in shares for t in s.per_batch), opened.describe(), notes, worker_peak,
     )

@@ -1,0 +1,72 @@
+"""The processes of a registry kept open in shares (``search.OpenRegistry(workers=N)``): each reads and keeps
+its own rows of the registry, then searches them for each patient and sends back its best donors with their
+general pair facts (``search._Share``); the opening process merges. Spawned, not forked: polars' threads do not
+survive a fork."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+_HELD: dict = {}
+
+
+def _init(root: str, cache: str) -> None:
+    """A new process: the same release, from the same cache folder as the opening process."""
+    os.environ["HAPLOMATCH_CACHE"] = cache
+    from haplomatch.reference import load_reference
+
+    _HELD["ref"] = load_reference(root)
+
+
+def _open(path: str, settings, missing_second: str, batch_size: int, share: tuple[int, int, int]) -> int:
+    from haplomatch.search import OpenRegistry
+
+    opened = OpenRegistry(_HELD["ref"], path, settings=settings, missing_second=missing_second,
+                          batch_size=batch_size, share=share)
+    _HELD["opened"] = opened
+    return sum(b.n for b in opened.kept)
+
+
+def _search(patient, options: dict):
+    import resource
+
+    from haplomatch.search import _scan
+
+    opened = _HELD["opened"]
+    share, _ = _scan(opened.ref, patient, opened, opened.settings, **options)
+    # Linux gives kilobytes
+    return share, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class ShareWorker:
+    """One process holding one share (``share``: first row, end row, rows of the whole registry)."""
+
+    def __init__(self, ref, path: Path, settings, missing_second: str, batch_size: int,
+                 share: tuple[int, int, int], processes: int) -> None:
+        import multiprocessing
+
+        mine = "POLARS_MAX_THREADS" not in os.environ
+        if mine:  # read by the new process as it starts: polars threads of several processes on the same CPUs
+            os.environ["POLARS_MAX_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))  # wait on one another
+        try:
+            self._ex = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_init, initargs=(str(ref.release.root),
+                                                                        str(ref.cache_path.parent)))
+            self._opened: Future = self._ex.submit(_open, str(path), settings, missing_second, batch_size, share)
+        finally:
+            if mine:
+                del os.environ["POLARS_MAX_THREADS"]
+        self.share = share
+
+    def ready(self) -> int:
+        """The rows this process keeps, once read (its refusal raised here)."""
+        return self._opened.result()
+
+    def search(self, patient, options: dict) -> Future:
+        """A search of this share for ``patient`` (``search._scan``'s options), running meanwhile."""
+        return self._ex.submit(_search, patient, options)
+
+    def close(self) -> None:
+        self._ex.shutdown(wait=True, cancel_futures=True)
