@@ -26,6 +26,12 @@ def _open(path: str, settings, missing_second: str, batch_size: int, share: tupl
     opened = OpenRegistry(_HELD["ref"], path, settings=settings, missing_second=missing_second,
                           batch_size=batch_size, share=share)
     _HELD["opened"] = opened
+    # what a search imports on first use, imported now (the first patient's search is not the slower one)
+    import haplomatch.familyfile  # noqa: F401
+    import haplomatch.kirscores  # noqa: F401
+    import haplomatch.pairfacts  # noqa: F401
+    import haplomatch.ranking  # noqa: F401
+
     return sum(b.n for b in opened.kept)
 
 
