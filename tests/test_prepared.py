@@ -350,6 +350,7 @@ def test_open_registry_in_shares_gives_the_answers_of_the_file(ref, pool, tmp_pa
             rows = got.rejects["row"].to_list()
             assert min(rows) <= bounds[0][1] < max(rows)  # rejected rows came from more than one share
             assert got.worker_peak_mb and got.worker_peak_mb > 50  # a process with polars and the release
+            assert f"read into memory in {workers} shares, one per process" in got.registry
     assert opened.workers == ()
 
 

@@ -1796,7 +1796,8 @@ class OpenRegistry(_Opened):
         self.close()
 
     def describe(self) -> str:
-        return f"{super().describe()}, read into memory {self.opened_at}"
+        shares = f" in {len(self.workers) + 1} shares, one per process" if self.workers else ""
+        return f"{super().describe()}, read into memory{shares} {self.opened_at}"
 
     def rules_key(self, profile, rules_path, overrides, force_general: bool, antibodies) -> tuple | None:
         """The key under which a search's compiled rules are kept for the next patients (None: not kept, as
@@ -2008,11 +2009,13 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
     options = dict(profile=profile, top=top, rules_path=rules_path, overrides=overrides, antibodies=antibodies,
                    force_general=force_general, max_rejects=max_rejects)
     others = [w.search(patient, options) for w in getattr(opened, "workers", ())]
+    if others:
+        from haplomatch import searchworkers
     own, rules = _scan(ref, patient, opened, settings, batch_size=batch_size, progress=progress, **options)
     clock = time.perf_counter()
     shares, worker_peak = [own], None
     for f in others:
-        share, peak = f.result()
+        share, peak = searchworkers.result(f)
         shares.append(share)
         worker_peak = max(worker_peak or 0.0, peak)
     tm = dict(own.timings)

@@ -68,11 +68,32 @@ class ShareWorker:
 
     def ready(self) -> int:
         """The rows this process keeps, once read (its refusal raised here)."""
-        return self._opened.result()
+        return _result(self._opened, "reading its share of the registry")
 
     def search(self, patient, options: dict) -> Future:
-        """A search of this share for ``patient`` (``search._scan``'s options), running meanwhile."""
+        """A search of this share for ``patient`` (``search._scan``'s options), running meanwhile
+        (:func:`result` gives it)."""
         return self._ex.submit(_search, patient, options)
 
     def close(self) -> None:
         self._ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(future: Future, doing: str):
+    """A share process's answer; a process that ended without one is said in words, with the likely cause."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from haplomatch.errors import HaplomatchError
+
+    try:
+        return future.result()
+    except BrokenProcessPool as e:
+        raise HaplomatchError(
+            f"a process of the opened registry ended while {doing} (out of memory, killed, or a script without "
+            f"the `if __name__ == \"__main__\":` guard that spawned processes need): open the registry again"
+        ) from e
+
+
+def result(future: Future):
+    """The answer of :meth:`ShareWorker.search`."""
+    return _result(future, "searching its share")
