@@ -96,6 +96,35 @@ def test_screen_gives_the_ranks_and_facts_of_rank(ref, families_csv, profile):
     assert result.rows_in == result.candidates_out + result.patients
 
 
+def test_screen_and_rank_carry_every_locus_count_and_its_range(ref, tmp_path):
+    """Every core locus's counts (not only HLA-A, the glossary's row for them), and an ambiguous typing's range
+    (a count left null says nothing alone): values read off the typings. S differs from the patient by one
+    allele at each locus but DPB1, where the patient is homozygous 04:01 (GvH 0, HvG 1); T is typed DRB1*13
+    (DRB1*13:01 or another): 0 or 1 mismatch each way."""
+    path = tmp_path / "fam.csv"
+    path.write_text(
+        "family_id,id,relation,sex,A,C,B,DRB1,DQB1,DPB1\n"
+        "F1,P,patient,F,A*01:01+A*02:01,C*07:01+C*03:04,B*08:01+B*40:01,DRB1*03:01+DRB1*13:01,"
+        "DQB1*02:01+DQB1*06:03,DPB1*04:01+DPB1*04:01\n"
+        "F1,S,sister,F,A*24:02+A*02:01,C*02:02+C*03:04,B*27:05+B*40:01,DRB1*01:01+DRB1*13:01,"
+        "DQB1*05:01+DQB1*06:03,DPB1*04:02+DPB1*04:01\n"
+        "F1,T,brother,M,A*01:01+A*02:01,C*07:01+C*03:04,B*08:01+B*40:01,DRB1*13+DRB1*03:01,"
+        "DQB1*02:01+DQB1*06:03,DPB1*04:01+DPB1*04:01\n")
+    result = screen_files(ref, [path])
+    rows = {r["id"]: r for r in result.candidates.to_dicts()}
+    s, t = rows["S"], rows["T"]
+    for loc in ("A", "B", "C", "DRB1", "DQB1"):
+        assert (s[f"gvh_{loc}"], s[f"hvg_{loc}"], s[f"gvh_{loc}_min"], s[f"hvg_{loc}_max"]) == (1, 1, 1, 1), loc
+    assert (s["gvh_DPB1"], s["hvg_DPB1"]) == (0, 1)
+    assert (s["grade8_bi"], s["grade10_bi_text"], s["grade12_gvh"], s["grade12_hvg"]) == (4, "5/10", 7, 6)
+    assert t["gvh_DRB1"] is None and t["hvg_DRB1"] is None
+    assert (t["gvh_DRB1_min"], t["gvh_DRB1_max"], t["hvg_DRB1_min"], t["hvg_DRB1_max"]) == (0, 1, 0, 1)
+    assert (t["grade8_bi"], t["grade8_bi_text"]) == (None, "7-8/8")
+    families, _ = read_family_file(path, ref.nomenclature)
+    assert _compare_with_rank(ref, result, families, "haplo-hsct") == 2  # rank's candidates carry the same
+    assert "gvh_DPB1_max" in rank_family(ref, families[0]).candidates[0].facts
+
+
 @pytest.mark.parametrize("prestart", [False, True])
 def test_screen_worker_processes_do_not_change_the_output(ref, families_csv, monkeypatch, tmp_path, prestart):
     """Files cut into parts of whole families, screened in two processes (started before or after the

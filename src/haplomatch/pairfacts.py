@@ -127,9 +127,11 @@ GLOSSARY: dict[str, str] = {
     "class_partial": "candidate typed at fewer loci than the patient: class on the loci typed",
     "shared_labels": "which parental haplotypes are shared (a/b father, c/d mother)",
     "class_evidence": "the evidence for the class, in words", "hla_class_reason": "why the class is unknown",
-    "gvh_A": "GvH mismatches at HLA-A (patient alleles absent in the donor); also B, C, DRB1, DQB1, DPB1; null when ambiguous (see gvh_A_min/_max)",
-    "hvg_A": "HvG mismatches at HLA-A (donor alleles absent in the patient); also the other loci",
-    "grade8_bi": "match grade X/8 (A, B, C, DRB1), bidirectional; also grade10_*, grade12_*, _gvh/_hvg, _text",
+    "gvh_A": ("GvH mismatches at HLA-A (patient alleles absent in the donor); also gvh_B, gvh_C, gvh_DRB1, gvh_DQB1, "
+              "gvh_DPB1; null when ambiguous, the range in gvh_A_min/gvh_A_max (each locus)"),
+    "hvg_A": "HvG mismatches at HLA-A (donor alleles absent in the patient); also the other loci, and _min/_max",
+    "grade8_bi": ("match grade X/8 (A, B, C, DRB1), bidirectional; also grade10_* (+DQB1), grade12_* (+DPB1), "
+                  "_gvh/_hvg, and _text (a range when ambiguous, e.g. 6-7/8)"),
     "b_leader_genotype_match": "HLA-B leader -21 genotypes (MM/MT/TT) equal",
     "b_leader_mismatched_alleles_same_leader": "the mismatched HLA-B alleles share the -21 residue (single B mismatch only)",
     "dpb1_tce": "DPB1 TCE: Match, Permissive, NonPermissiveGvH, NonPermissiveHvG, Unknown",
@@ -152,3 +154,24 @@ GLOSSARY: dict[str, str] = {
     "cmv_pairing": "donor/recipient CMV serostatus, e.g. D-/R+", "weight_ratio": "donor/patient weight",
     "donor_fcgr3a": "donor FCGR3A-158 genotype VV/VF/FF", "donor_fcgr3a_158v": "donor carries FCGR3A-158V",
 }
+
+
+def _members(key: str) -> tuple[str, ...]:
+    """The columns a glossary entry stands for: ``gvh_A`` and ``hvg_A`` every core locus with its range,
+    ``grade8_bi`` every grade in each direction with its text; any other entry itself."""
+    from haplomatch.compat import CORE_LOCI
+
+    if key in ("gvh_A", "hvg_A"):
+        d = key[:3]
+        return tuple(f"{d}_{loc}{s}" for loc in CORE_LOCI for s in ("", "_min", "_max"))
+    if key == "grade8_bi":
+        return tuple(f"grade{n}_{d}{s}" for n in (8, 10, 12) for d in ("bi", "gvh", "hvg") for s in ("", "_text"))
+    return (key,)
+
+
+def documented_columns(columns) -> list[str]:
+    """The documented facts (:data:`GLOSSARY`) among ``columns``, in glossary order, an entry that stands for
+    a family of columns ("also B, C, …") giving every member: what ``rank``'s candidates and ``screen``'s
+    rows carry (per-locus counts and their ranges included, so an ambiguous count is never only a null)."""
+    have = set(columns)
+    return [c for key in GLOSSARY for c in _members(key) if c in have]

@@ -195,13 +195,14 @@ def rank_facts(facts: pl.DataFrame, rules: RuleSet) -> list[Candidate]:
 
 def explained(ranked: pl.DataFrame, rules: RuleSet) -> list[Candidate]:
     """The candidates of an :func:`evaluate` table, in its order, each with its explanation."""
-    from haplomatch.pairfacts import GLOSSARY
+    from haplomatch.pairfacts import documented_columns
 
     out: list[Candidate] = []
+    documented = documented_columns(ranked.columns)
     for row in ranked.to_dicts():
         reasons = explain(row, rules)
         excluded = tuple(r.rule for r in reasons if r.effect == "exclude")
-        kept = {k: _plain(row.get(k)) for k in GLOSSARY if k in row}
+        kept = {k: _plain(row.get(k)) for k in documented}
         out.append(Candidate(row["id"], row["relation"], row["rank"], bool(row["eligible"]), excluded,
                              summary(row) + (f"; EXCLUDED ({', '.join(excluded)})" if excluded else ""),
                              tuple(reasons), kept))

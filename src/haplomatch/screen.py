@@ -3,7 +3,8 @@
 Input: family files (CSV, TSV, Parquet; README "Input format") with a ``family_id`` column, or one file per
 family. Output: one row per (patient, candidate) with the candidate's rank *within its family*, eligibility,
 the exclusion rules that fired (``excluded_by``), the one-line ``summary`` and the documented pair facts
-(``pairfacts.GLOSSARY``) — the same values ``haplomatch rank`` gives for the family.
+(``pairfacts.documented_columns``: the glossary's, per-locus counts and their ranges included) — the same
+values ``haplomatch rank`` gives for the family.
 
 How the work is split
     Reading (``familyfile.read_family_file``, every problem located) and segregation
@@ -611,7 +612,7 @@ def _screen_sources_now(ref, sources: list[_Source], nom, *, profile, rules_path
                         read_settings, reject_conflicts, progress, chunk) -> ScreenResult:
     """The screen of some sources in this process: reading, segregation per family, then pair facts and
     ranking per ``chunk`` families."""
-    from haplomatch.pairfacts import GLOSSARY, SEGREGATION_SCHEMA, FactSettings, pair_facts
+    from haplomatch.pairfacts import SEGREGATION_SCHEMA, FactSettings, documented_columns, pair_facts
     from haplomatch.persons import pair_frame
     from haplomatch.search import needed_columns, registry_rules
 
@@ -740,7 +741,8 @@ def _screen_sources_now(ref, sources: list[_Source], nom, *, profile, rules_path
                 rules = rules_for(profile, rules_path, dict(facts.schema), overrides)
         # ranked on the columns the rules, the summary and the output read (a tenth of the facts: every sort
         # moves every column)
-        keep = (needed_columns(rules) | set(summary_expr(pl.col("excluded_by")).meta.root_names()) | set(GLOSSARY)
+        keep = (needed_columns(rules) | set(summary_expr(pl.col("excluded_by")).meta.root_names())
+                | set(documented_columns(facts.columns))
                 | {"donor___file", "donor___fid", "patient_id", "family_id", "patient___ord"})
         narrow = facts.select([c for c in facts.columns if c in keep])
         ranked = rank_in_groups(narrow, rules, "family_id").sort(["patient___ord", "rank"])
@@ -750,7 +752,7 @@ def _screen_sources_now(ref, sources: list[_Source], nom, *, profile, rules_path
             pl.col("family_id").replace_strict(list(fam_warnings), list(fam_warnings.values()), default=None,
                                                return_dtype=pl.String).alias("family_warnings"),
         )
-        glossary = [k for k in GLOSSARY if k in out.columns and k not in ("id", "relation")]
+        glossary = [k for k in documented_columns(out.columns) if k not in ("id", "relation")]
         outs.append(out.select(
             pl.col("donor___file").alias("file"), pl.col("donor___fid").alias("family_id"),
             pl.col("patient_id"), "rank", "id", "relation", "eligible", "tier", "excluded_by", "summary",
