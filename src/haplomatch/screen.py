@@ -732,6 +732,7 @@ def _screen_sources_now(ref, sources: list[_Source], nom, *, profile, rules_path
         else:
             facts = pair_facts(ref, pairs, seg, None, settings)
         lap("pair_facts")
+        _add_range_notes(ref, facts, {fkey: fam for fkey, _, fam in part}, fam_warnings, settings.compat)
         if rules is None:
             if rules_path is None and profile not in (None, "haplo-hsct", "nk-cell-therapy"):
                 rules = registry_rules(profile, None, dict(facts.schema), overrides)
@@ -764,6 +765,25 @@ def _screen_sources_now(ref, sources: list[_Source], nom, *, profile, rules_path
                        ref.label, warnings, tm, patient_ids)
     return _finish(pl.concat(outs, how="diagonal_relaxed"), rejects, rows_in, patients, rejected_rows,
                    len(screened), families_rejected, rules.profile, rules.path, ref.label, warnings, tm, patient_ids)
+
+
+def _add_range_notes(ref, facts: pl.DataFrame, families: dict, fam_warnings: dict, compat) -> None:
+    """``rank``'s warnings for mismatch counts left as ranges (why, and what typing would settle it), added to
+    the ``family_warnings`` of the families that have such a candidate (few: the others cost one filter)."""
+    from haplomatch.compat import CORE_LOCI
+    from haplomatch.ranking import _range_warnings
+
+    ranged = pl.any_horizontal([pl.col(f"{d}_{loc}").is_null() & pl.col(f"{d}_{loc}_min").is_not_null()
+                                for d in ("gvh", "hvg") for loc in CORE_LOCI if f"{d}_{loc}_min" in facts.columns]
+                               or [pl.lit(False)])
+    hit = facts.filter(ranged)
+    if hit.height == 0:
+        return
+    for (fkey,), rows in hit.group_by("family_id", maintain_order=True):
+        notes = _range_warnings(ref, families[fkey], rows, compat)
+        if notes:
+            fam_warnings[fkey] = "; ".join(dict.fromkeys(
+                ([fam_warnings[fkey]] if fam_warnings.get(fkey) else []) + notes))
 
 
 def _empty_candidates() -> pl.DataFrame:
