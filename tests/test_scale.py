@@ -833,6 +833,75 @@ def test_search_command(ref, pool, tmp_path):
     assert r.exit_code == 0 and "rows in: 200" in r.output.splitlines()[-1]
 
 
+def _gl_of(d: dict, other: str = "") -> str:
+    """Donor ``d``'s typing as a GL string; with ``other`` (a GL string), its second allele at each locus."""
+    loci = ("A", "C", "B", "DRB1", "DQB1", "DPB1")
+    second = [x.split("+")[1] for x in other.split("^")] if other else [d[f"{loc}_2"] for loc in loci]
+    return "^".join(f"{d[f'{loc}_1']}+{b}" for loc, b in zip(loci, second))
+
+
+def test_search_many_patients_gives_each_patient_s_own_search(ref, pool, tmp_path):
+    """``search --patients FILE`` (the registry read once, kept in one process or two): for each patient, what
+    ``search --patient`` gives (best donors, summaries, facts, explanations), and one --out file for all."""
+    import json
+
+    reg = simulate_registry(300, 6, pool=pool)
+    path = tmp_path / "donors.parquet"
+    reg.write_parquet(path)
+    a, b = reg.row(0, named=True), reg.row(7, named=True)
+    other = ("A*02:01+A*24:02^C*07:02+C*03:04^B*07:02+B*44:02^DRB1*15:01+DRB1*04:01^DQB1*06:02+DQB1*03:02"
+             "^DPB1*04:01+DPB1*02:01")
+    patients = [("PT1", _gl_of(a), "F", "O+", "neg"), ("PT2", _gl_of(b, other), "M", "A-", "pos")]
+    rows = ["id,sex,abo,cmv,hla"] + [f'{pid},{sex},{abo},{cmv},"{gl}"' for pid, gl, sex, abo, cmv in patients]
+    pts = tmp_path / "patients.csv"
+    pts.write_text("\n".join(rows) + "\n")
+    singles = []
+    for pid, gl, sex, abo, cmv in patients:
+        r = CliRunner().invoke(search_cmd, ["--patient", gl, "--patient-id", pid, "--patient-sex", sex,
+                                            "--patient-abo", abo, "--patient-cmv", cmv, "--donors", str(path),
+                                            "--top", "4", "--format", "json"], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        singles.append(json.loads(r.stdout))
+    assert singles[0]["candidates"][0]["id"] == a["donor_id"]  # the patient's own typing: its donor first
+    for workers in ("1", "2"):
+        out = tmp_path / f"best{workers}.csv"
+        r = CliRunner().invoke(search_cmd, ["--patients", str(pts), "--donors", str(path), "--top", "4",
+                                            "--workers", workers, "--format", "json", "--out", str(out)],
+                               catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        docs = json.loads(r.stdout)
+        assert [d["patient"] for d in docs] == ["PT1", "PT2"]
+        for got, want in zip(docs, singles):
+            assert got["candidates"] == want["candidates"]
+            assert (got["rows_in"], got["rejected"]) == (300, 0)
+        facts = pl.read_csv(out)
+        assert facts["patient_id"].to_list() == ["PT1"] * 4 + ["PT2"] * 4
+        assert facts["donor_id"].to_list() == [c["id"] for d in docs for c in d["candidates"]]
+
+
+def test_search_patients_file_problems_are_named(ref, pool, tmp_path):
+    """A patients file's problems by file, row and column, all at once; options that contradict it refused."""
+    reg = simulate_registry(20, 2, pool=pool)
+    path = tmp_path / "donors.parquet"
+    reg.write_parquet(path)
+    pts = tmp_path / "patients.csv"
+    pts.write_text("id,relation,sex,A\nPT1,patient,F,A*02:01+A*24:02\nPT2,patient,M,A*02:01+A*99:99\n"
+                   "PT1,patient,F,A*01:01+A*24:02\nS1,brother,M,A*01:01+A*02:01\n")
+    r = CliRunner().invoke(search_cmd, ["--patients", str(pts), "--donors", str(path)])
+    assert r.exit_code == 2
+    lines = [x for x in r.output.splitlines() if x.startswith("Error:")]
+    # data rows numbered from 1, as in family files
+    assert any("patients.csv:2 [A]" in x and "A*99:99" in x for x in lines)
+    assert any("patients.csv:3 [id]" in x and "'PT1' is also on row 1" in x for x in lines)
+    assert any("patients.csv:4 [relation]" in x and "patients only: this row is a brother" in x for x in lines)
+    gl = "A*02:01+A*24:02"
+    for args, said in ((["--patient", gl, "--patients", str(pts)], "give one patient"), ([], "give one patient"),
+                       (["--patients", str(pts), "--patient-sex", "F"], "--patient-sex: with --patients"),
+                       (["--patient", gl, "--workers", "2"], "--workers is for --patients")):
+        r = CliRunner().invoke(search_cmd, [*args, "--donors", str(path)])
+        assert r.exit_code == 2 and said in r.output, (args, r.output)
+
+
 def test_unrelated_rules_cite_every_rule(ref):
     import yaml
 

@@ -137,9 +137,12 @@ def screen_cmd(files, out, rejects_file, profile, antibodies, rules_file, overri
 # ------------------------------------------------------------------------------------------------ search
 
 @click.command("search")
-@click.option("--patient", "patient_gl", required=True, help="The patient's HLA typing as a GL string.")
+@click.option("--patient", "patient_gl", help="The patient's HLA typing as a GL string (or --patients FILE).")
+@click.option("--patients", "patients_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Many patients, one per row, in the family-file columns (id, HLA, KIR, sex, age, abo, cmv): "
+                   "the registry is read once and kept in memory for all of them.")
 @click.option("--patient-kir", help="The patient's KIR: a GL string, or the present genes ('2DL1,2DL3,3DL1,…').")
-@click.option("--patient-id", default="patient", show_default=True, help="Name of the patient in the output.")
+@click.option("--patient-id", help="Name of the patient in the output.  [default: patient]")
 @click.option("--patient-sex", type=click.Choice(["M", "F"]), help="Patient sex (female-donor-to-male facts).")
 @click.option("--patient-abo", help="Patient blood group, e.g. 'A+' or 'O neg' (ABO facts).")
 @click.option("--patient-cmv", type=click.Choice(["pos", "neg"]), help="Patient CMV serostatus.")
@@ -153,97 +156,148 @@ def screen_cmd(files, out, rejects_file, profile, antibodies, rules_file, overri
 @click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE", help="Override a rule-file setting.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=200_000, show_default=True,
               help="Registry rows read at a time (memory is about the batch, not the registry).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --patients: processes the registry is kept in, in equal shares (each search then uses "
+                   "that many CPUs).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the best donors' facts (.parquet, .csv or .tsv).")
+              help="Also write the best donors' facts (.parquet, .csv or .tsv; with --patients, every patient's).")
 @click.option("--rejects", "rejects_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the registry rows that could not be read (row, donor_id, reason).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
               show_default=True)
 @click.option("--explain", is_flag=True, help="Show under each donor the rules that fired, with their sources.")
 @REFERENCE_OPTION
-def search_cmd(patient_gl, patient_kir, patient_id, patient_sex, patient_abo, patient_cmv, registry, top, profile,
-               rules_file, overrides, batch_size, out, rejects_file, fmt, explain, reference_dir) -> None:
-    """Search a registry of unrelated donors for one patient: the best TOP donors, ranked and explained.
+def search_cmd(patient_gl, patients_file, patient_kir, patient_id, patient_sex, patient_abo, patient_cmv, registry,
+               top, profile, rules_file, overrides, batch_size, workers, out, rejects_file, fmt, explain,
+               reference_dir) -> None:
+    """Search a registry of unrelated donors for a patient (or a file of patients): the best TOP donors, ranked
+    and explained.
 
-    The registry is read in batches (a lazy scan): it never has to fit in memory.
+    One patient's search reads the registry in batches (a lazy scan): it never has to fit in memory. With
+    --patients the registry is read once into memory (about 300 bytes per donor), then searched per patient.
 
     \b
     Example:
       haplomatch search --patient 'A*02:01+A*24:02^C*07:02+C*03:04^B*07:02+B*44:02^DRB1*15:01+DRB1*04:01' \\
           --patient-sex F --patient-cmv neg --donors donors.parquet --top 10 --explain
+      haplomatch search --patients waiting.csv --donors donors.prepared --workers 2 --out best.csv
     """
+    import polars as pl
+
     from haplomatch import familyfile as ff
     from haplomatch.errors import InputError
     from haplomatch.persons import person_from_gl
-    from haplomatch.ranking import Ranking
-    from haplomatch.report.text import ranking_csv, ranking_markdown, ranking_table
     from haplomatch.screen import write_table
-    from haplomatch.search import NoDonorReadError, search_registry
+    from haplomatch.search import NoDonorReadError, OpenRegistry, search_registry
 
     if registry.is_file():  # a directory is a prepared registry; a missing path is named by the search
         _check_suffix(registry, "--donors")
     _check_suffix(out, "--out")
     _check_suffix(rejects_file, "--rejects")
+    if (patient_gl is None) == (patients_file is None):
+        _fail(HaplomatchError("give one patient (--patient GL) or a file of patients (--patients FILE)"))
+    if patients_file is not None:
+        given = [name for name, v in (("--patient-kir", patient_kir), ("--patient-id", patient_id),
+                                      ("--patient-sex", patient_sex), ("--patient-abo", patient_abo),
+                                      ("--patient-cmv", patient_cmv)) if v is not None]
+        if given:
+            _fail(HaplomatchError(f"{', '.join(given)}: with --patients, each patient's row says this (its columns)"))
+        _check_suffix(patients_file, "--patients")
+    elif workers != 1:
+        _fail(HaplomatchError("--workers is for --patients: one patient's search streams the registry in this "
+                              "process"))
     ref = _load(reference_dir)
-    kir = None
-    if patient_kir:
-        from haplomatch.cli_nk import kir_typing_from_text
-        from haplomatch.kir import KirAlleleList
-
+    if patients_file is not None:
         try:
-            kir = kir_typing_from_text(patient_kir, release=KirAlleleList.from_reference(ref))
+            patients, notes = ff.read_patients(patients_file, ref.nomenclature)
         except InputError as e:
             _fail(e)
-    abo = rh = None
-    if patient_abo:
-        parsed = ff._abo(patient_abo)
-        if parsed is None:
-            _fail(HaplomatchError(f"--patient-abo {patient_abo!r} not understood: write e.g. 'A+' or 'O neg'"))
-        abo, rh = parsed
+        for w in notes:
+            click.echo(str(w), err=True)
+    else:
+        kir = None
+        if patient_kir:
+            from haplomatch.cli_nk import kir_typing_from_text
+            from haplomatch.kir import KirAlleleList
+
+            try:
+                kir = kir_typing_from_text(patient_kir, release=KirAlleleList.from_reference(ref))
+            except InputError as e:
+                _fail(e)
+        abo = rh = None
+        if patient_abo:
+            parsed = ff._abo(patient_abo)
+            if parsed is None:
+                _fail(HaplomatchError(f"--patient-abo {patient_abo!r} not understood: write e.g. 'A+' or 'O neg'"))
+            abo, rh = parsed
+        try:
+            patients = [person_from_gl(patient_id or "patient", patient_gl, kir=kir, nomenclature=ref.nomenclature,
+                                       relation="patient", sex=patient_sex, abo=abo, rh=rh,
+                                       cmv=None if patient_cmv is None else patient_cmv == "pos")]
+        except InputError as e:
+            _fail(e)
+    options = dict(profile=profile, top=top, rules_path=rules_file, overrides=_overrides(overrides))
+    results = []
     try:
-        patient = person_from_gl(patient_id, patient_gl, kir=kir, nomenclature=ref.nomenclature, relation="patient",
-                                 sex=patient_sex, abo=abo, rh=rh,
-                                 cmv=None if patient_cmv is None else patient_cmv == "pos")
-    except InputError as e:
-        _fail(e)
-    bar = _Progress("donors read")
-    try:
-        res = search_registry(ref, patient, registry, profile=profile, top=top, rules_path=rules_file,
-                              overrides=_overrides(overrides), batch_size=batch_size,
-                              progress=lambda rows, batches: bar(rows, None))
+        if patients_file is None:
+            bar = _Progress("donors read")
+            try:
+                results.append(search_registry(ref, patients[0], registry, batch_size=batch_size,
+                                               progress=lambda rows, batches: bar(rows, None), **options))
+            finally:
+                bar.close()
+        else:
+            with OpenRegistry(ref, registry, batch_size=batch_size, workers=workers) as opened:
+                bar = _Progress("patients searched")
+                try:
+                    for i, p in enumerate(patients):
+                        results.append(search_registry(ref, p, opened, **options))
+                        bar(i + 1, len(patients))
+                finally:
+                    bar.close()
     except HaplomatchError as e:
-        bar.close()
         if rejects_file is not None and isinstance(e, NoDonorReadError):
             write_table(e.rejects, rejects_file)  # every row rejected: the file says why, row by row
         _fail(e)
-    bar.close()
-    for w in res.warnings:
+    for w in results[0].warnings:
         click.echo(w, err=True)
     if out is not None:
-        write_table(res.facts, out)
+        write_table(pl.concat([r.facts for r in results], how="diagonal_relaxed"), out)
     if rejects_file is not None:
-        write_table(res.rejects, rejects_file)
-    warnings = list(res.notes)
-    if res.rejected:
-        first = res.rejects.head(3)["reason"].to_list()
-        warnings.append(f"{res.rejected:,} registry row(s) could not be read and were not ranked"
-                        + (f" (e.g. {'; '.join(first)})" if first else "")
-                        + ("" if rejects_file else "; list them with --rejects FILE"))
-    warnings.append("no antibody report: donor-specific antibodies were not checked")
-    ranking = Ranking(res.patient, res.profile, res.release, tuple(warnings), res.candidates, res.rules_file, {},
-                      None)
+        write_table(results[0].rejects, rejects_file)  # the registry's rows: the same for every patient
+    _print_searches(results, fmt, explain, rejects_file)
+
+
+def _print_searches(results: list, fmt: str, explain: bool, rejects_file) -> None:
+    """Each patient's best donors (one ranking per patient, in the order of the patients)."""
+    from haplomatch.ranking import Ranking
+    from haplomatch.report.text import ranking_csv, ranking_markdown, ranking_table
+
+    rankings, docs = [], []
+    for res in results:
+        warnings = list(res.notes)
+        if res.rejected:
+            first = res.rejects.head(3)["reason"].to_list()
+            warnings.append(f"{res.rejected:,} registry row(s) could not be read and were not ranked"
+                            + (f" (e.g. {'; '.join(first)})" if first else "")
+                            + ("" if rejects_file else "; list them with --rejects FILE"))
+        warnings.append("no antibody report: donor-specific antibodies were not checked")
+        ranking = Ranking(res.patient, res.profile, res.release, tuple(warnings), res.candidates, res.rules_file,
+                          {}, None)
+        rankings.append(ranking)
+        docs.append(ranking.to_dict() | {"registry": res.registry, "rows_in": res.rows_in,
+                                         "donors_ranked": res.ranked, "rejected": res.rejected,
+                                         "seconds": round(res.seconds, 3)})
     if fmt == "json":
-        doc = ranking.to_dict() | {"registry": res.registry, "rows_in": res.rows_in, "donors_ranked": res.ranked,
-                                   "rejected": res.rejected,
-                                   "seconds": round(res.seconds, 3)}
-        click.echo(json.dumps(doc, indent=2, default=str))
+        click.echo(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, default=str))
     elif fmt == "csv":
-        click.echo(ranking_csv([ranking]), nl=False)
-    elif fmt == "markdown":
-        click.echo(ranking_markdown(ranking, explain))
-    else:
-        click.echo(ranking_table(ranking, explain))
-    click.echo(res.summary_line(), err=fmt in ("json", "csv"))
+        click.echo(ranking_csv(rankings), nl=False)
+    for i, (ranking, res) in enumerate(zip(rankings, results)):
+        if fmt == "markdown":
+            click.echo(ranking_markdown(ranking, explain))
+        elif fmt == "table":
+            click.echo(("\n" if i else "") + ranking_table(ranking, explain))
+        click.echo(res.summary_line(), err=fmt in ("json", "csv"))
 
 
 # ------------------------------------------------------------------------------------------------ prepare

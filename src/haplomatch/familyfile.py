@@ -413,6 +413,44 @@ def read_families_and_table(
     return families, problems, None if frame is None else PeopleTable(frame, read_people)
 
 
+def read_patients(path: str | Path, nomenclature: Nomenclature,
+                  settings: Settings = Settings()) -> tuple[list[Person], list[Problem]]:
+    """A file of patients (``haplomatch search --patients``): one row per patient, in the family-file columns
+    (id, HLA, KIR, sex, age, abo, cmv, …); a relation column, when there is one, says ``patient`` on every row.
+    Returns the patients (relation ``patient``) and the warnings; any error raises one InputError with every
+    problem, located by file, row and column (a patient is never searched from a row that did not read)."""
+    fname = str(path)
+    table, problems = read_table(path)
+    problems = list(problems)
+    cmap, col_problems = map_columns([c for c in table.columns if c != ROW])
+    # every row is a patient: no relation column is needed (the family file's "no relation column" is not said)
+    problems += [Problem(**{**p.to_dict(), "file": fname}) for p in col_problems
+                 if not p.message.startswith("no relation column")]
+    if table.height == 0 and not any(p.row is not None for p in problems):
+        problems.append(Problem("the file has no data row (a header only)", file=fname,
+                                fix="add one row per patient"))
+    if any(p.severity == "error" and p.row is None for p in problems):
+        raise InputError(problems)
+    memo = _CellMemo(nomenclature, with_kir=bool(cmap.kir_genes or "kir" in cmap.attributes))
+    people, row_problems, _, _ = _read_people(table, fname, cmap, memo, settings)
+    problems += row_problems
+    first: dict[str, int] = {}
+    rel = cmap.attributes.get("relation")
+    unread = {x.row for x in row_problems if x.column == rel}  # an unknown or empty relation: said already
+    for p in people:
+        if rel is not None and p.relation != "patient" and p.source_row not in unread:
+            problems.append(Problem(f"a patients file lists patients only: this row is a {p.relation}", file=fname,
+                                    row=p.source_row, column=rel,
+                                    fix="keep the patient rows, or leave the relation column out"))
+        if p.id and p.id in first:
+            problems.append(Problem(f"patient {p.id!r} is also on row {first[p.id]}: each patient once", file=fname,
+                                    row=p.source_row, column=cmap.attributes.get("id")))
+        first.setdefault(p.id, p.source_row)
+    if any(p.severity == "error" for p in problems):
+        raise InputError(sorted(problems, key=lambda x: (x.row is not None, x.row or 0)))
+    return [replace(p, relation="patient") for p in people], problems
+
+
 # Each attribute column is read per distinct value (a file repeats them: sexes, blood groups, ages): a reader
 # gives (value, None) or (None, (message, fix)) for a stripped, non-empty cell. The fields are listed in the
 # order in which a row's problems are reported.

@@ -1796,7 +1796,7 @@ class OpenRegistry(_Opened):
         self.close()
 
     def describe(self) -> str:
-        shares = f" in {len(self.workers) + 1} shares, one per process" if self.workers else ""
+        shares = f" in {len(self.workers) + 1} shares, one per process," if self.workers else ""
         return f"{super().describe()}, read into memory{shares} {self.opened_at}"
 
     def rules_key(self, profile, rules_path, overrides, force_general: bool, antibodies) -> tuple | None:
