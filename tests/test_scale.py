@@ -902,6 +902,30 @@ def test_search_patients_file_problems_are_named(ref, pool, tmp_path):
         assert r.exit_code == 2 and said in r.output, (args, r.output)
 
 
+def test_an_antibody_report_the_rules_do_not_read_is_said(ref, pool, tmp_path):
+    """The unrelated profile reads no DSA fact: given an antibody report, a search says so (the DSA are in the
+    summary, not in the order); a profile that reads them says nothing of the kind."""
+    from haplomatch.antibodies import read_antibodies
+
+    reg = simulate_registry(30, 3, pool=pool)
+    path = tmp_path / "donors.parquet"
+    reg.write_parquet(path)
+    d = reg.row(0, named=True)
+    patient = person_from_gl("PT", _gl_of(d), nomenclature=ref.nomenclature, relation="patient", sex="F")
+    other = reg.row(1, named=True)["B_1"]  # donor 1's allele, which the patient lacks
+    ab = tmp_path / "ab.csv"
+    ab.write_text(f"patient_id,specificity,mfi\nPT,{other},9000\n")
+    abs_, _ = read_antibodies(ab, ref.nomenclature)
+    said = "an antibody report was given, but the unrelated rules read no donor-specific-antibody fact"
+    res = search_registry(ref, patient, path, antibodies=abs_, top=30)
+    assert any(w.startswith(said) for w in res.warnings)
+    donor1 = reg["donor_id"][1]
+    assert "DSA high_risk 9000 MFI" in next(c for c in res.candidates if c.id == donor1).summary
+    haplo = search_registry(ref, patient, path, antibodies=abs_, top=30, profile="haplo-hsct")
+    assert not any("read no donor-specific-antibody fact" in w for w in haplo.warnings)
+    assert next(c for c in haplo.candidates if c.id == donor1).excluded_by == ("dsa-high-risk",)
+
+
 def test_unrelated_rules_cite_every_rule(ref):
     import yaml
 

@@ -614,7 +614,7 @@ def _screen_sources_now(ref, sources: list[_Source], nom, *, profile, rules_path
     ranking per ``chunk`` families."""
     from haplomatch.pairfacts import SEGREGATION_SCHEMA, FactSettings, documented_columns, pair_facts
     from haplomatch.persons import pair_frame
-    from haplomatch.search import needed_columns, registry_rules
+    from haplomatch.search import needed_columns, registry_rules, unused_antibodies
 
     t0 = time.perf_counter()
     tm: dict[str, float] = {}
@@ -740,6 +740,8 @@ def _screen_sources_now(ref, sources: list[_Source], nom, *, profile, rules_path
                 from haplomatch.ranking import rules_for
 
                 rules = rules_for(profile, rules_path, dict(facts.schema), overrides)
+            if antibodies is not None and (unused := unused_antibodies(rules)):
+                warnings.append(unused)
         # ranked on the columns the rules, the summary and the output read (a tenth of the facts: every sort
         # moves every column)
         keep = (needed_columns(rules) | set(summary_expr(pl.col("excluded_by")).meta.root_names())

@@ -1399,6 +1399,16 @@ def needed_columns(rules) -> set[str]:
     return _roots(rules, ("exclude", "tier", "criterion", "flag")) | {"id", "relation", "donor_age"}
 
 
+def unused_antibodies(rules) -> str | None:
+    """The warning for an antibody report given to rules that read no donor-specific-antibody fact (the
+    ``unrelated`` profile reads none): the DSA are then reported, never silently taken as ranked on."""
+    if any(c.startswith("dsa") for c in needed_columns(rules)):
+        return None
+    return (f"an antibody report was given, but the {rules.profile} rules read no donor-specific-antibody fact: "
+            f"each donor's DSA are in its facts and summary and do not change the ranking (a rule file of yours "
+            f"that reads dsa_max_mfi or dsa_category would rank on them)")
+
+
 def ranking_columns(rules) -> set[str]:
     """The columns that decide the order: exclusions, tiers, criteria, tie-breakers (not flags)."""
     return _roots(rules, ("exclude", "tier", "criterion")) | {"id", "relation", "donor_age"}
@@ -2029,6 +2039,9 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
         raise _nothing_read(str(opened.path), rows_in, rejected, rejects)
     if rules is None:  # this process's share had no donor that reads: the rules compile against a share's facts
         rules = registry_rules(profile, rules_path, dict(found[0].full.schema), overrides)
+    warnings = list(opened.warnings)
+    if antibodies is not None and (unused := unused_antibodies(rules)):
+        warnings.append(unused)
     full = pl.concat([s.full for s in found], how="vertical_relaxed") if len(found) > 1 else found[0].full
     ranked_full = evaluate(full, rules).head(top)
     cands = explained(ranked_full, rules)
@@ -2049,6 +2062,6 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
     return SearchResult(
         patient.id, rules.profile, ref.label, rules.path, tuple(cands), ranked_full, rows_in,
         sum(s.ranked for s in shares), rejected, rej, sum(s.batches for s in shares), time.perf_counter() - t0,
-        "fast" if all(s.fast for s in found) else "general", tuple(opened.warnings), tm,
+        "fast" if all(s.fast for s in found) else "general", tuple(warnings), tm,
         tuple(t for s in shares for t in s.per_batch), opened.describe(), notes, worker_peak,
     )
