@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from haplomatch.cli_scale import screen_cmd, search_cmd
 from haplomatch.familyfile import read_family_file
 from haplomatch.kir import GENES
-from haplomatch.pairfacts import GLOSSARY, pair_facts
+from haplomatch.pairfacts import GLOSSARY, family_facts, pair_facts
 from haplomatch.persons import pair_frame, people_frame, person_from_gl
 from haplomatch.ranking import evaluate, rank_family
 from haplomatch.rulefiles import rules_path
@@ -84,6 +84,23 @@ def _compare_with_rank(ref, result, families, profile, **kw):
             n += 1
     assert n == result.candidates_out
     return n
+
+
+@pytest.mark.parametrize("profile", ["haplo-hsct", "nk-cell-therapy"])
+def test_evaluated_shares_merge_into_the_order_of_the_whole(ref, families_csv, profile):
+    """``ranking.merge_evaluated`` (a kept-open registry's shares, each ranked alone) gives what ``evaluate``
+    gives on all the rows at once: ranks, keys and order, with excluded candidates and ties on every key but
+    the id (the simulated families' candidates, ranked as one list)."""
+    from haplomatch.ranking import merge_evaluated, rules_for
+
+    families, _ = read_family_file(families_csv, ref.nomenclature)
+    facts = pl.concat([family_facts(ref, fam)[0] for fam in families], how="vertical_relaxed")
+    rules = rules_for(profile, None, dict(facts.schema))
+    whole = evaluate(facts, rules)
+    assert whole["eligible"].n_unique() == 2 or profile == "nk-cell-therapy"  # some excluded
+    for cut in (1, facts.height // 3, facts.height - 1):
+        merged = merge_evaluated([evaluate(facts[:cut], rules), evaluate(facts[cut:], rules)], rules)
+        assert merged.equals(whole), cut
 
 
 @pytest.mark.parametrize("profile", ["haplo-hsct", "nk-cell-therapy"])

@@ -32,7 +32,6 @@ def evaluate(facts: pl.DataFrame, rules: RuleSet) -> pl.DataFrame:
     tiers = [pl.when(pl.col(_col(r)).fill_null(False)).then(pl.lit(r.tier)) for r in rules.rules if r.effect == "tier"]
     tier = pl.min_horizontal(tiers).fill_null(NO_TIER) if tiers else pl.lit(NO_TIER)
     df = df.with_columns(eligible.alias("eligible"), tier.cast(pl.Int64).alias("tier"))
-    sort_cols, desc = ["eligible", "tier"], [True, False]
     for name in rules.criteria_order:
         for r in (r for r in rules.rules if r.criterion == name):
             key = f"__key_{r.id}"
@@ -40,17 +39,34 @@ def evaluate(facts: pl.DataFrame, rules: RuleSet) -> pl.DataFrame:
                 df = df.with_columns(r.key_expr().cast(pl.Float64).alias(key))
                 # a criterion applies only where its condition holds; elsewhere the key is neutral (null)
                 df = df.with_columns(pl.when(pl.col(_col(r))).then(pl.col(key)).alias(key))
-                sort_cols.append(key)
-                desc.append(r.order == "desc")
             else:
                 # prefer: condition true first, then unknown, then false
                 df = df.with_columns(
                     pl.when(pl.col(_col(r)) == r.prefer).then(0).when(pl.col(_col(r)).is_null()).then(1).otherwise(2)
                     .alias(key))
-                sort_cols.append(key)
-                desc.append(False)
-    tie = [c for c in ("donor_age", "id") if c in df.columns]
-    df = df.sort(sort_cols + tie, descending=desc + [False] * len(tie), nulls_last=True, maintain_order=True)
+    cols, desc = _order(rules, df.columns)
+    df = df.sort(cols, descending=desc, nulls_last=True, maintain_order=True)
+    return df.with_row_index("rank", offset=1).with_columns(pl.col("rank").cast(pl.Int64))
+
+
+def _order(rules: RuleSet, columns) -> tuple[list[str], list[bool]]:
+    """The sort of :func:`evaluate`: eligible first, then tier, each criterion's key in the rule file's order
+    (a keyed criterion in its direction; a preference: true, unknown, false), then donor age and id."""
+    cols, desc = ["eligible", "tier"], [True, False]
+    for name in rules.criteria_order:
+        for r in (r for r in rules.rules if r.criterion == name):
+            cols.append(f"__key_{r.id}")
+            desc.append(r.order == "desc" if r.key else False)
+    tie = [c for c in ("donor_age", "id") if c in columns]
+    return cols + tie, desc + [False] * len(tie)
+
+
+def merge_evaluated(tables: list[pl.DataFrame], rules: RuleSet) -> pl.DataFrame:
+    """:func:`evaluate` of the rows of several tables each evaluated alone (a registry's shares): a rule reads
+    one candidate's facts, so only the order and the ranks are redone, by the same sort."""
+    df = pl.concat(tables, how="vertical_relaxed").drop("rank")
+    cols, desc = _order(rules, df.columns)
+    df = df.sort(cols, descending=desc, nulls_last=True, maintain_order=True)
     return df.with_row_index("rank", offset=1).with_columns(pl.col("rank").cast(pl.Int64))
 
 

@@ -55,7 +55,10 @@ wrong number of cells are rejected for that alone (:mod:`haplomatch.registryfile
    (donor id last), so the best N of the stream are the best N of the whole registry.
 4. **The answer.** The best N go through the general ``pairfacts.pair_facts`` (every fact, as for a family)
    and ``ranking.explained`` (explanations). The columns the ranking read are checked to be equal in both
-   paths, and the order to be the same: a difference raises (it would be a bug).
+   paths, and the order to be the same: a difference raises (it would be a bug). In a registry kept open in
+   shares (:class:`OpenRegistry` ``workers``) each share's process runs steps 1 to 3, the general facts of its
+   best and both checks; the opening process ranks the shares' best together by the same sort
+   (``ranking.merge_evaluated``: a rule reads one donor's facts) and explains them.
 
 Rows in = donors ranked + donors rejected (:meth:`SearchResult.summary_line`). What is kept from batch to batch
 (the best N, the rejected rows) owns its donor ids (:func:`_owned`), so a registry larger than memory streams.
@@ -1841,7 +1844,7 @@ class _Share:
 
     kept: pl.DataFrame | None  # the best: ranking columns + "__row" (1-based registry row), best first
     people: pl.DataFrame | None  # their people rows, same order, + "__row"
-    full: pl.DataFrame | None  # their general pair facts (``row``), same order
+    full: pl.DataFrame | None  # their general pair facts (``row``), ranked (``ranking.evaluate``), same order
     rows_in: int
     ranked: int
     rejected: int
@@ -1980,6 +1983,9 @@ def _scan(ref, patient: Person, opened: "_Opened", settings, *, profile: str, to
         if not a.equals(g):
             diff = [c for c in check if not a[c].equals(g[c])]
             raise RuntimeError(f"internal error: fast and general pair facts disagree on {diff}")
+        full = evaluate(full, rules)
+        if full["id"].to_list() != kept["id"].to_list():
+            raise RuntimeError("internal error: the streamed order differs from the order of the best donors")
         lap("final")
     return _Share(kept, kept_people, full, rows_in, ranked, rejected, rejects, batches, use_fast, tm,
                   per_batch), rules
@@ -2003,7 +2009,7 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
     gives the seconds per phase: ``read`` (scan), ``cells`` (interning and reading cells), ``facts``, ``select``
     (keeping the best), ``final`` (full facts and explanations of the best), ``wait`` (for the other shares'
     processes, once this one's share is done)."""
-    from haplomatch.ranking import evaluate, explained
+    from haplomatch.ranking import explained, merge_evaluated
 
     t0 = time.perf_counter()
     if top < 1:
@@ -2042,14 +2048,10 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
     warnings = list(opened.warnings)
     if antibodies is not None and (unused := unused_antibodies(rules)):
         warnings.append(unused)
-    full = pl.concat([s.full for s in found], how="vertical_relaxed") if len(found) > 1 else found[0].full
-    ranked_full = evaluate(full, rules).head(top)
+    # each share's best are ranked and checked against its streamed order in its own process; together, by
+    # the same sort (a rule reads one donor's facts)
+    ranked_full = merge_evaluated([s.full for s in found], rules).head(top) if len(found) > 1 else found[0].full
     cands = explained(ranked_full, rules)
-    kept = pl.concat([s.kept for s in found], how="vertical_relaxed") if len(found) > 1 else found[0].kept
-    if len(found) > 1:
-        kept = evaluate(kept, _ordering_rules(rules)).head(top)
-    if [c.id for c in cands] != kept["id"].to_list():
-        raise RuntimeError("internal error: the streamed order differs from the order of the best donors")
     people = pl.concat([s.people for s in found]) if len(found) > 1 else found[0].people
     donors = ranked_full.select(pl.col("row").alias("__row")).join(people, on="__row", how="left",
                                                                     maintain_order="left").drop("__row")
