@@ -742,20 +742,22 @@ def _screen_sources_now(ref, sources: list[_Source], nom, *, profile, rules_path
                 rules = rules_for(profile, rules_path, dict(facts.schema), overrides)
             if antibodies is not None and (unused := unused_antibodies(rules)):
                 warnings.append(unused)
-        # ranked on the columns the rules, the summary and the output read (a tenth of the facts: every sort
-        # moves every column)
+        # ranked on the columns the rules and the summary read (every sort moves every column); the other
+        # documented facts are gathered once, in the final order
         keep = (needed_columns(rules) | set(summary_expr(pl.col("excluded_by")).meta.root_names())
-                | set(documented_columns(facts.columns))
-                | {"donor___file", "donor___fid", "patient_id", "family_id", "patient___ord"})
-        narrow = facts.select([c for c in facts.columns if c in keep])
+                | {"id", "relation", "donor___file", "donor___fid", "patient_id", "family_id", "patient___ord"})
+        narrow = facts.select([c for c in facts.columns if c in keep]).with_row_index("__at")
         ranked = rank_in_groups(narrow, rules, "family_id").sort(["patient___ord", "rank"])
+        documented = documented_columns(facts.columns)
+        rest = [c for c in documented if c not in ranked.columns]
+        ranked = pl.concat([ranked, facts.select(rest).gather(ranked["__at"])], how="horizontal")
         excluded = excluded_by_expr(rules)
         out = ranked.with_columns(excluded.alias("excluded_by")).with_columns(
             summary_expr(pl.col("excluded_by")).alias("summary"),
             pl.col("family_id").replace_strict(list(fam_warnings), list(fam_warnings.values()), default=None,
                                                return_dtype=pl.String).alias("family_warnings"),
         )
-        glossary = [k for k in documented_columns(out.columns) if k not in ("id", "relation")]
+        glossary = [k for k in documented if k not in ("id", "relation")]
         outs.append(out.select(
             pl.col("donor___file").alias("file"), pl.col("donor___fid").alias("family_id"),
             pl.col("patient_id"), "rank", "id", "relation", "eligible", "tier", "excluded_by", "summary",
