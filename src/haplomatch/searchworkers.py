@@ -1,6 +1,6 @@
 """The processes of a registry kept open in shares (``search.OpenRegistry(workers=N)``): each reads and keeps
 its own rows of the registry, then searches them for each patient and sends back its best donors with their
-general pair facts (``search._Share``); the opening process merges. Spawned, not forked: polars' threads do not
+general pair facts, ranked (``search._Share``); the opening process merges. Spawned, not forked: polars' threads do not
 survive a fork."""
 
 from __future__ import annotations
@@ -53,9 +53,11 @@ class ShareWorker:
                  share: tuple[int, int, int], processes: int) -> None:
         import multiprocessing
 
+        # a share of the CPUs for the new process's polars threads (read as it starts): the polars threads of
+        # several processes on the same CPUs wait on one another; a POLARS_MAX_THREADS of the user's is kept
         mine = "POLARS_MAX_THREADS" not in os.environ
-        if mine:  # read by the new process as it starts: polars threads of several processes on the same CPUs
-            os.environ["POLARS_MAX_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))  # wait on one another
+        if mine:
+            os.environ["POLARS_MAX_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
         try:
             self._ex = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                            initializer=_init, initargs=(str(ref.release.root),
