@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from datetime import date
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import polars as pl
 
@@ -373,20 +373,28 @@ def read_family_file(
     return families, problems
 
 
+def _mapped(path: str | Path, table: tuple[pl.DataFrame, list[Problem]] | None, each: str,
+            keep: Callable[[Problem], bool] = lambda p: True) -> tuple[str, pl.DataFrame, list[Problem], ColumnMap]:
+    """A file's table (read unless given), its column map, and the problems of both with the file named
+    (those ``keep`` keeps); a header without rows is one (``each``: what a row stands for)."""
+    fname = str(path)
+    table, problems = table if table is not None else read_table(path)
+    problems = list(problems)
+    cmap, col_problems = map_columns([c for c in table.columns if c != ROW])
+    problems += [Problem(**{**p.to_dict(), "file": fname}) for p in col_problems if keep(p)]
+    if table.height == 0 and not any(p.row is not None for p in problems):
+        problems.append(Problem("the file has no data row (a header only)", file=fname,
+                                fix=f"add one row per {each}"))
+    return fname, table, problems, cmap
+
+
 def read_families_and_table(
     path: str | Path, nomenclature: Nomenclature, settings: Settings = Settings(), *, strict: bool = True,
     patient: str | None = None, table: tuple[pl.DataFrame, list[Problem]] | None = None, with_table: bool = True,
 ) -> tuple[list[Family], list[Problem], PeopleTable | None]:
     """:func:`read_family_file`, and (``with_table``) the people table of the Persons read, made from the
     columns as they are read (a batch then needs no pass over its Persons to tabulate them)."""
-    fname = str(path)
-    table, problems = table if table is not None else read_table(path)
-    problems = list(problems)
-    cmap, col_problems = map_columns([c for c in table.columns if c != ROW])
-    problems += [Problem(**{**p.to_dict(), "file": fname}) for p in col_problems]
-    if table.height == 0 and not any(p.row is not None for p in problems):
-        problems.append(Problem("the file has no data row (a header only)", file=fname,
-                                fix="add one row per person"))
+    fname, table, problems, cmap = _mapped(path, table, "person")
     if any(p.severity == "error" for p in problems if p.row is None and p.column is None) or "id" not in cmap.attributes:
         if strict:
             raise InputError(problems)
@@ -419,16 +427,9 @@ def read_patients(path: str | Path, nomenclature: Nomenclature,
     (id, HLA, KIR, sex, age, abo, cmv, …); a relation column, when there is one, says ``patient`` on every row.
     Returns the patients (relation ``patient``) and the warnings; any error raises one InputError with every
     problem, located by file, row and column (a patient is never searched from a row that did not read)."""
-    fname = str(path)
-    table, problems = read_table(path)
-    problems = list(problems)
-    cmap, col_problems = map_columns([c for c in table.columns if c != ROW])
     # every row is a patient: no relation column is needed (the family file's "no relation column" is not said)
-    problems += [Problem(**{**p.to_dict(), "file": fname}) for p in col_problems
-                 if not p.message.startswith("no relation column")]
-    if table.height == 0 and not any(p.row is not None for p in problems):
-        problems.append(Problem("the file has no data row (a header only)", file=fname,
-                                fix="add one row per patient"))
+    fname, table, problems, cmap = _mapped(path, None, "patient",
+                                           keep=lambda p: not p.message.startswith("no relation column"))
     if any(p.severity == "error" and p.row is None for p in problems):
         raise InputError(problems)
     memo = _CellMemo(nomenclature, with_kir=bool(cmap.kir_genes or "kir" in cmap.attributes))
