@@ -352,6 +352,11 @@ def test_open_registry_in_shares_gives_the_answers_of_the_file(ref, pool, tmp_pa
             assert got.worker_peak_mb and got.worker_peak_mb > 50  # a process with polars and the release
             assert "read into memory in 3 shares, one per process" in got.registry
     assert opened.workers == ()
+    from haplomatch.errors import HaplomatchError
+
+    closed = r"opened in shares and closed \(this process holds rows 1 to 67 of 200\)"
+    with pytest.raises(HaplomatchError, match=closed):  # not a search of the first share alone
+        search_registry(ref, patients[0], opened)
 
 
 def test_open_registry_in_shares_when_a_share_has_no_donor_that_reads(ref, tmp_path):

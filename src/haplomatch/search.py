@@ -1827,7 +1827,11 @@ class OpenRegistry(_Opened):
         return (profile, stamp, repr(sorted((overrides or {}).items())), force_general)
 
     def compatible(self, ref, settings, missing_second: str):
-        """The settings a search of this registry uses; HaplomatchError when asked for others."""
+        """The settings a search of this registry uses; HaplomatchError when asked for others, or when this
+        process holds only a share of the rows (opened in shares and closed: a search would miss the others)."""
+        if self.share != (0, self.rows) and not self.workers:
+            raise HaplomatchError(f"{self.path}: opened in shares and closed (this process holds rows "
+                                  f"{self.share[0] + 1:,} to {self.share[1]:,} of {self.rows:,}): open it again")
         if ref is not self.ref:
             raise HaplomatchError("the registry was opened with another reference release object: open it again")
         if settings is not None and settings != self.settings:
