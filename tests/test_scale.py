@@ -87,20 +87,30 @@ def _compare_with_rank(ref, result, families, profile, **kw):
 
 
 @pytest.mark.parametrize("profile", ["haplo-hsct", "nk-cell-therapy"])
-def test_evaluated_shares_merge_into_the_order_of_the_whole(ref, families_csv, profile):
-    """``ranking.merge_evaluated`` (a kept-open registry's shares, each ranked alone) gives what ``evaluate``
-    gives on all the rows at once: ranks, keys and order, with excluded candidates and ties on every key but
-    the id (the simulated families' candidates, ranked as one list)."""
-    from haplomatch.ranking import merge_evaluated, rules_for
+def test_the_best_of_shares_are_the_best_of_the_whole(ref, families_csv, profile):
+    """``search._best`` (a kept-open registry's shares, each keeping its best N) keeps what ``evaluate`` keeps
+    of all the rows at once, in its order, with their people rows: with excluded candidates, and ties on every
+    key but the id (the simulated families' candidates as one list, cut into two or three shares)."""
+    from haplomatch.ranking import rules_for
+    from haplomatch.search import _best, _Compiled, _ordering_rules, _Share
 
     families, _ = read_family_file(families_csv, ref.nomenclature)
     facts = pl.concat([family_facts(ref, fam)[0] for fam in families], how="vertical_relaxed")
+    facts = facts.with_row_index("__row", offset=1).with_columns(pl.col("__row").cast(pl.Int64))
     rules = rules_for(profile, None, dict(facts.schema))
-    whole = evaluate(facts, rules)
+    order = _ordering_rules(rules)
+    whole = evaluate(facts, order)
     assert whole["eligible"].n_unique() == 2 or profile == "nk-cell-therapy"  # some excluded
-    for cut in (1, facts.height // 3, facts.height - 1):
-        merged = merge_evaluated([evaluate(facts[:cut], rules), evaluate(facts[cut:], rules)], rules)
-        assert merged.equals(whole), cut
+    top = 12
+    for cuts in ((0, 1, facts.height), (0, facts.height // 3, facts.height - 1, facts.height)):
+        shares = []
+        for lo, hi in zip(cuts, cuts[1:]):
+            part = facts[lo:hi]
+            shares.append(_Share(evaluate(part, order).head(top).select(facts.columns),
+                                 part.select("__row", "id", "relation"), hi - lo, hi - lo, 0, [], 1, True, {}, []))
+        kept, people = _best(shares, _Compiled(rules, order, set()), top)
+        assert kept.equals(whole.head(top).select(facts.columns)), cuts
+        assert people["id"].to_list() == kept["id"].to_list() and people["__row"].equals(kept["__row"])
 
 
 @pytest.mark.parametrize("profile", ["haplo-hsct", "nk-cell-therapy"])

@@ -61,15 +61,6 @@ def _order(rules: RuleSet, columns) -> tuple[list[str], list[bool]]:
     return cols + tie, desc + [False] * len(tie)
 
 
-def merge_evaluated(tables: list[pl.DataFrame], rules: RuleSet) -> pl.DataFrame:
-    """:func:`evaluate` of the rows of several tables each evaluated alone (a registry's shares): a rule reads
-    one candidate's facts, so only the order and the ranks are redone, by the same sort."""
-    df = pl.concat(tables, how="vertical_relaxed").drop("rank")
-    cols, desc = _order(rules, df.columns)
-    df = df.sort(cols, descending=desc, nulls_last=True, maintain_order=True)
-    return df.with_row_index("rank", offset=1).with_columns(pl.col("rank").cast(pl.Int64))
-
-
 def _fill(template: str, row: dict[str, Any], rules: RuleSet) -> str:
     def rep(m: re.Match) -> str:
         k = m[1]

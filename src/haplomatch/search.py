@@ -56,9 +56,9 @@ wrong number of cells are rejected for that alone (:mod:`haplomatch.registryfile
 4. **The answer.** The best N go through the general ``pairfacts.pair_facts`` (every fact, as for a family)
    and ``ranking.explained`` (explanations). The columns the ranking read are checked to be equal in both
    paths, and the order to be the same: a difference raises (it would be a bug). In a registry kept open in
-   shares (:class:`OpenRegistry` ``workers``) each share's process runs steps 1 to 3, the general facts of its
-   best and both checks; the opening process ranks the shares' best together by the same sort
-   (``ranking.merge_evaluated``: a rule reads one donor's facts) and explains them.
+   shares (:class:`OpenRegistry` ``workers``) each share's process runs steps 1 to 3 on its rows; the opening
+   process keeps the best N of the shares' best by the same sort (as step 3 does from batch to batch), then
+   runs this step once, on those N.
 
 Rows in = donors ranked + donors rejected (:meth:`SearchResult.summary_line`). What is kept from batch to batch
 (the best N, the rejected rows) owns its donor ids (:func:`_owned`), so a registry larger than memory streams.
@@ -1632,7 +1632,8 @@ def _nothing_read(fname: str, rows_in: int, rejected: int, rejects: list[pl.Data
 
 
 def _bounds(rows: int, shares: int) -> list[int]:
-    """Where each of ``shares`` equal shares of ``rows`` rows begins, and the end."""
+    """Where each of ``shares`` equal shares of ``rows`` rows begins, and the end. (Equal: the general facts of
+    the best, computed by the opening process alone, need every share's best, so they cannot overlap a scan.)"""
     return [round(k * rows / shares) for k in range(shares + 1)]
 
 
@@ -1733,11 +1734,11 @@ class OpenRegistry(_Opened):
     About 300 bytes per donor in memory (10^6 donors: 300 MB). Searches share its caches: run one search at a
     time on it.
 
-    ``workers`` > 1 cuts the rows into that many equal shares: this process keeps the first, and each other
-    share is read and kept by a process of its own (:mod:`haplomatch.searchworkers`, started at opening, each
-    loading the reference release), so a search runs on that many CPUs. Each share keeps its best ``top`` with
-    their general pair facts; the best of those are the best of the registry (the order is total). ``close()``
-    (or ``with``) ends the processes. ``share`` (lo, hi, rows) is how such a process opens its rows."""
+    ``workers`` > 1 cuts the rows into that many equal shares: this process keeps the first, and each other share is
+    read and kept by a process of its own (:mod:`haplomatch.searchworkers`, started at opening, each loading
+    the reference release), so a search runs on that many CPUs. Each share keeps its best ``top``; the best of
+    those are the best of the registry (the order is total), and this process computes their general facts and
+    explanations. ``close()`` (or ``with``) ends the processes. ``share`` (lo, hi, rows) is how such a process opens its rows."""
 
     def __init__(self, ref, path: str | Path, *, settings=None, missing_second: str = "homozygous",
                  batch_size: int = DEFAULT_BATCH, workers: int = 1,
@@ -1843,12 +1844,11 @@ class OpenRegistry(_Opened):
 
 @dataclass
 class _Share:
-    """One share of a search (the whole registry, or one process's rows): its best ``top`` with their general
-    pair facts, and its row accounting."""
+    """One share of a search (the whole registry, or one process's rows): its best ``top`` with the facts the
+    ranking read, and its row accounting."""
 
     kept: pl.DataFrame | None  # the best: ranking columns + "__row" (1-based registry row), best first
     people: pl.DataFrame | None  # their people rows, same order, + "__row"
-    full: pl.DataFrame | None  # their general pair facts (``row``), ranked (``ranking.evaluate``), same order
     rows_in: int
     ranked: int
     rejected: int
@@ -1861,9 +1861,9 @@ class _Share:
 
 def _scan(ref, patient: Person, opened: "_Opened", settings, *, profile: str, top: int, rules_path, overrides,
           antibodies, force_general: bool, max_rejects: int, batch_size: int = DEFAULT_BATCH,
-          progress: Callable[[int, int], None] | None = None) -> "tuple[_Share, Any]":
-    """Steps 1 to 3 of the module docstring on the rows ``opened`` holds (all, or a share), and the general
-    pair facts of the best (checked against the fast ones); with the compiled rules (None: no row ranked)."""
+          progress: Callable[[int, int], None] | None = None) -> "tuple[_Share, _Compiled | None]":
+    """Steps 1 to 3 of the module docstring on the rows ``opened`` holds (all, or a share); with the compiled
+    rules (None: no row ranked)."""
     from haplomatch.pairfacts import pair_facts
     from haplomatch.persons import people_frame
     from haplomatch.ranking import evaluate
@@ -1930,8 +1930,8 @@ def _scan(ref, patient: Person, opened: "_Opened", settings, *, profile: str, to
                 except InputError:
                     rules = None
             if rules is None:
-                probe = general(b.people(rows[:1]))
-                rules = registry_rules(profile, rules_path, dict(probe.schema), overrides)
+                rules = _compile_on(ref, patient, b.people(rows[:1]), profile, rules_path, overrides, antibodies,
+                                    settings).rules
             order_rules = _ordering_rules(rules)
             need = ranking_columns(rules)
             pre_cols = _prefix_roots(order_rules)
@@ -1978,21 +1978,64 @@ def _scan(ref, patient: Person, opened: "_Opened", settings, *, profile: str, to
         if progress:
             progress(rows_in, batches)
 
-    full = None
-    if kept is not None:
-        full = general(kept_people.drop("__row").with_columns(kept["__row"])).rename({"donor___row": "row"})
-        check = sorted(need & set(kept.columns))
-        a = kept.select(check + ["__row"]).sort("__row")
-        g = full.select(check + [pl.col("row").alias("__row")]).sort("__row")
-        if not a.equals(g):
-            diff = [c for c in check if not a[c].equals(g[c])]
-            raise RuntimeError(f"internal error: fast and general pair facts disagree on {diff}")
-        full = evaluate(full, rules)
-        if full["id"].to_list() != kept["id"].to_list():
-            raise RuntimeError("internal error: the streamed order differs from the order of the best donors")
-        lap("final")
-    return _Share(kept, kept_people, full, rows_in, ranked, rejected, rejects, batches, use_fast, tm,
-                  per_batch), rules
+    compiled = None if rules is None else _Compiled(rules, order_rules, need)
+    return _Share(kept, kept_people, rows_in, ranked, rejected, rejects, batches, use_fast, tm, per_batch), compiled
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A search's compiled rules: all of them, those that order (:func:`_ordering_rules`), the columns read."""
+
+    rules: Any
+    order: Any
+    need: set[str]
+
+
+def _compile_on(ref, patient: Person, donors: pl.DataFrame, profile: str, rules_path, overrides, antibodies,
+                settings) -> _Compiled:
+    """The rules compiled against the general pair facts of ``patient`` and ``donors`` (one donor does)."""
+    from haplomatch.pairfacts import pair_facts
+    from haplomatch.persons import people_frame
+
+    probe = pair_facts(ref, pair_frame(people_frame([patient]), donors), None, antibodies, settings)
+    rules = registry_rules(profile, rules_path, dict(probe.schema), overrides)
+    return _Compiled(rules, _ordering_rules(rules), ranking_columns(rules))
+
+
+def _best(shares: "list[_Share]", compiled: _Compiled, top: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The best ``top`` of the shares' best (each share's, in row order of the shares), ranked as step 3 ranks
+    a batch's donors with the best known, and their people rows (``__row``)."""
+    from haplomatch.ranking import evaluate
+
+    if len(shares) == 1:
+        return shares[0].kept, shares[0].people
+    cand = pl.concat([s.kept for s in shares], how="vertical_relaxed")
+    kept = evaluate(cand, compiled.order).head(top).select(cand.columns)
+    people = pl.concat([s.people for s in shares], how="vertical_relaxed")
+    return kept, kept.select("__row").join(people, on="__row", how="left", maintain_order="left")
+
+
+def _final(ref, patient: Person, kept: pl.DataFrame, kept_people: pl.DataFrame, compiled: _Compiled, antibodies,
+           settings) -> pl.DataFrame:
+    """Step 4: the general pair facts of the best (``row``), ranked; the columns the ranking read checked equal
+    to the streamed ones, and the order to the streamed order (a difference is a bug)."""
+    from haplomatch.pairfacts import pair_facts
+    from haplomatch.persons import people_frame
+    from haplomatch.ranking import evaluate
+
+    donors = kept_people.drop("__row").with_columns(kept["__row"])
+    full = pair_facts(ref, pair_frame(people_frame([patient]), donors), None, antibodies, settings)
+    full = full.rename({"donor___row": "row"})
+    check = sorted(compiled.need & set(kept.columns))
+    a = kept.select(check + ["__row"]).sort("__row")
+    g = full.select(check + [pl.col("row").alias("__row")]).sort("__row")
+    if not a.equals(g):
+        diff = [c for c in check if not a[c].equals(g[c])]
+        raise RuntimeError(f"internal error: fast and general pair facts disagree on {diff}")
+    full = evaluate(full, compiled.rules)
+    if full["id"].to_list() != kept["id"].to_list():
+        raise RuntimeError("internal error: the streamed order differs from the order of the best donors")
+    return full
 
 
 @fewer_collections()  # the first batch makes a few hundred thousand small objects (cells read)
@@ -2013,7 +2056,7 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
     gives the seconds per phase: ``read`` (scan), ``cells`` (interning and reading cells), ``facts``, ``select``
     (keeping the best), ``final`` (full facts and explanations of the best), ``wait`` (for the other shares'
     processes, once this one's share is done)."""
-    from haplomatch.ranking import explained, merge_evaluated
+    from haplomatch.ranking import explained
 
     t0 = time.perf_counter()
     if top < 1:
@@ -2031,7 +2074,7 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
     others = [w.search(patient, options) for w in getattr(opened, "workers", ())]
     if others:
         from haplomatch import searchworkers
-    own, rules = _scan(ref, patient, opened, settings, batch_size=batch_size, progress=progress, **options)
+    own, compiled = _scan(ref, patient, opened, settings, batch_size=batch_size, progress=progress, **options)
     clock = time.perf_counter()
     shares, worker_peak = [own], None
     for f in others:
@@ -2047,19 +2090,17 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
     found = [s for s in shares if s.kept is not None]
     if not found:
         raise _nothing_read(str(opened.path), rows_in, rejected, rejects)
-    if rules is None:  # this process's share had no donor that reads: the rules compile against a share's facts
-        rules = registry_rules(profile, rules_path, dict(found[0].full.schema), overrides)
+    if compiled is None:  # this process's share had no donor that reads: the rules compile on another's donor
+        compiled = _compile_on(ref, patient, found[0].people.head(1).drop("__row"), profile, rules_path, overrides,
+                               antibodies, settings)
+    rules = compiled.rules
     warnings = list(opened.warnings)
     if antibodies is not None and (unused := unused_antibodies(rules)):
         warnings.append(unused)
-    # each share's best are ranked and checked against its streamed order in its own process; together, by
-    # the same sort (a rule reads one donor's facts)
-    ranked_full = merge_evaluated([s.full for s in found], rules).head(top) if len(found) > 1 else found[0].full
+    kept, kept_people = _best(found, compiled, top)
+    ranked_full = _final(ref, patient, kept, kept_people, compiled, antibodies, settings)
     cands = explained(ranked_full, rules)
-    people = pl.concat([s.people for s in found]) if len(found) > 1 else found[0].people
-    donors = ranked_full.select(pl.col("row").alias("__row")).join(people, on="__row", how="left",
-                                                                    maintain_order="left").drop("__row")
-    notes = tuple(_range_notes(ref, patient, donors, ranked_full, settings.compat))
+    notes = tuple(_range_notes(ref, patient, kept_people.drop("__row"), ranked_full, settings.compat))
     tm["final"] = tm.get("final", 0.0) + time.perf_counter() - clock
     if progress and others:
         progress(rows_in, sum(s.batches for s in shares))

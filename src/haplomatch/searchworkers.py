@@ -1,6 +1,6 @@
 """The processes of a registry kept open in shares (``search.OpenRegistry(workers=N)``): each reads and keeps
-its own rows of the registry, then searches them for each patient and sends back its best donors with their
-general pair facts, ranked (``search._Share``); the opening process merges. Spawned, not forked: polars' threads do not
+its own rows of the registry, then searches them for each patient and sends back its best donors with the
+facts the ranking read (``search._Share``); the opening process keeps the best of all and explains them. Spawned, not forked: polars' threads do not
 survive a fork."""
 
 from __future__ import annotations
