@@ -962,3 +962,53 @@ def test_unrelated_rules_cite_every_rule(ref):
         assert rule["source"] and rule["evidence"] in ("✔", "◐", "✖"), rule["id"]
     order = doc["settings"]["criteria_order"]["value"]
     assert order[:4] == ["hla_8", "hla_10", "dpb1_tce", "hla_12"]
+
+
+def test_nk_facts_computed_elsewhere_give_the_same_table(ref):
+    """``pair_facts(..., nk_elsewhere=...)`` (a kept-open registry's best: NK facts from a share process, HLA
+    facts here) is the one-process table column for column: the neuroblastoma family, with its segregation
+    and its antibody report (the DSA columns read both parts)."""
+    from haplomatch.antibodies import read_antibodies
+    from haplomatch.nk import nk_pair_facts
+    from haplomatch.pairfacts import FactSettings, family_pairs, segregation_frame
+    from haplomatch.segregation import segregate
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    (family,), _ = read_family_file(examples / "neuroblastoma-family.csv", ref.nomenclature)
+    abs_, _ = read_antibodies(examples / "neuroblastoma-antibodies.csv", ref.nomenclature)
+    seg = segregation_frame(family, segregate(family, ref.nomenclature))
+    pairs, fs = family_pairs(family), FactSettings()
+    calls = []
+
+    def elsewhere() -> pl.DataFrame:
+        calls.append(1)
+        return nk_pair_facts(ref, pairs, fs.nk)
+
+    one = pair_facts(ref, pairs, seg, abs_, fs)
+    split = pair_facts(ref, pairs, seg, abs_, fs, nk_elsewhere=elsewhere)
+    assert calls == [1] and split.columns == one.columns and split.equals(one)
+    assert one["dsa_max_mfi"].max() == 6500  # the father's anti-B27 (examples/neuroblastoma-antibodies.csv)
+
+
+def test_slot_tables_looked_up_by_name_are_the_filtered_rows(ref):
+    """``slotmemo.per_slot``: a request of a few slots (looked up by name) gives the rows, in the order, that a
+    pass over the whole table gives; only slots never seen are computed, once, a slot without a row too."""
+    from haplomatch import slotmemo
+
+    calls: list[list[str]] = []
+
+    def compute(new: list[str]) -> pl.DataFrame:  # a slot "X…" has no row (as an unknown allele in some tables)
+        calls.append(list(new))
+        kept = [x for x in new if not x.startswith("X")]
+        return pl.DataFrame({"slot": kept, "n": [len(x) for x in kept]}, schema={"slot": pl.String, "n": pl.Int64})
+
+    many = [f"S{k}" for k in range(400)] + ["X0"]
+    assert slotmemo.per_slot("test-lookup", ref, pl.Series(many), compute, 1).height == 400  # > 256: the pass
+    few = ["S7", "X1", "T1", "S3", "X0", "T1", None, ""]
+    got = slotmemo.per_slot("test-lookup", ref, few, compute, 1)
+    assert calls[1:] == [["X1", "T1"]]  # only the slots never seen, each once
+    assert got["slot"].to_list() == ["S3", "S7", "T1"]  # table order, as the pass gives them
+    table = slotmemo._MEMOS[("test-lookup", id(ref), id(ref.nomenclature), (1,))].table
+    assert got.equals(table.filter(pl.col("slot").is_in(["S7", "X1", "T1", "S3", "X0"])))
+    assert slotmemo.per_slot("test-lookup", ref, ["X1", "S3"], compute, 1)["slot"].to_list() == ["S3"]
+    assert len(calls) == 2

@@ -518,7 +518,7 @@ def compat_pair_facts(ref: Reference, pairs: pl.DataFrame, settings: CompatSetti
     ag_keys = slot_keys(ref, all_slots, "antigen", s.null_alleles) if s.level in ("two_field", "p_group") else None
     # per-allele facts are read for the HLA-B leader and DPB1 TCE only
     bd = [work.get_column(c) for loc in ("B", "DPB1") if loc in loci for c in _quad(loc)]
-    facts = per_slot("slot_facts", ref, pl.concat(bd) if bd else [], lambda new: slot_facts(ref, new))
+    facts = _slot_facts(ref, pl.concat(bd) if bd else [])
 
     out = pairs
     # every distinct four-slot row of each locus, numbered (``_q``), counted in one pass (keys do not depend on
@@ -540,6 +540,21 @@ def compat_pair_facts(ref: Reference, pairs: pl.DataFrame, settings: CompatSetti
     out = out.hstack(_placed(qidx["B"], _b_leader(rows["B"], facts), span["B"][0]))
     out = out.hstack(_placed(qidx["DPB1"], _dpb1_tce(rows["DPB1"], facts, s), span["DPB1"][0]))
     return out.drop("_pair")
+
+
+def _slot_facts(ref: Reference, slots) -> pl.DataFrame:
+    return per_slot("slot_facts", ref, slots, lambda new: slot_facts(ref, new))
+
+
+def remember_slots(ref: Reference, slots: pl.Series, settings: CompatSettings | None = None) -> None:
+    """Compute now, for this process, the per-slot tables :func:`compat_pair_facts` reads for ``slots``
+    (comparison keys at the level and at antigen level, and the HLA-B and DPB1 slots' allele facts): a
+    registry kept open computes them for all its slots once, not for each search's best donors."""
+    s = settings or CompatSettings()
+    slot_keys(ref, slots, s.level, s.null_alleles)
+    if s.level in ("two_field", "p_group"):
+        slot_keys(ref, slots, "antigen", s.null_alleles)
+    _slot_facts(ref, slots.filter(slots.str.starts_with("B*") | slots.str.starts_with("DPB1*")))
 
 
 def _grade_exprs() -> list[pl.Expr]:

@@ -229,6 +229,12 @@ def slot_ligand_table(ref: Reference, slots: Iterable[str | None] | pl.Series) -
     return per_slot("slot_ligand_table", ref, slots, lambda new: _slot_ligand_table(ref, new))
 
 
+def remember_slots(ref: Reference, slots: pl.Series) -> None:
+    """Compute now, for this process, the ligand table of ``slots`` that :func:`nk_pair_facts` reads (a registry
+    kept open computes it for all its slots once, not for each search's best donors)."""
+    slot_ligand_table(ref, slots)
+
+
 def _slot_ligand_table(ref: Reference, slots: list[str]) -> pl.DataFrame:
     cands, _errors = slot_candidates(ref.nomenclature, slots)
     m = cands.join(_allele_masks(ref), on="allele", how="left").with_columns(

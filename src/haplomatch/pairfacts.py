@@ -8,6 +8,7 @@ treat them explicitly. The same function serves one family and a batch of famili
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -60,13 +61,22 @@ def family_pairs(family: Family) -> pl.DataFrame:
 
 
 def pair_facts(ref: Reference, pairs: pl.DataFrame, segregation: pl.DataFrame | None, antibodies=None,
-               settings: FactSettings = FactSettings(), *, by_patient_id: bool = False) -> pl.DataFrame:
+               settings: FactSettings = FactSettings(), *, by_patient_id: bool = False,
+               nk_elsewhere: Callable[[], pl.DataFrame] | None = None) -> pl.DataFrame:
     """All pair facts for a pair table (vectorised). ``segregation`` rows (``family_id``, ``id``) are joined
-    on the donor; without them the class columns are null with a reason (unrelated donors)."""
+    on the donor; without them the class columns are null with a reason (unrelated donors).
+
+    ``nk_elsewhere`` gives ``nk.nk_pair_facts(ref, pairs, settings.nk)`` computed meanwhile in another process
+    (a registry's share process, :mod:`haplomatch.search`): called once the HLA columns are computed here. The
+    NK and HLA columns read only the pair table, so the result is the same, column for column."""
     if pairs.height == 0:  # polars cannot broadcast list literals onto no rows: the columns of one blank pair
         return pair_facts(ref, pairs.clear(1), segregation, antibodies, settings, by_patient_id=by_patient_id).clear()
-    out = nk_pair_facts(ref, pairs, settings.nk)
-    out = compat_pair_facts(ref, out, settings.compat)
+    if nk_elsewhere is None:
+        out = compat_pair_facts(ref, nk_pair_facts(ref, pairs, settings.nk), settings.compat)
+    else:
+        hla = compat_pair_facts(ref, pairs, settings.compat)
+        out = nk_elsewhere()
+        out = out.hstack(hla.select(hla.columns[pairs.width:]))
     if antibodies is not None:
         out = dsa_pair_facts(ref, out, antibodies, settings.dsa, by_patient_id=by_patient_id)
         # a report was given: no definite DSA means 0 MFI and no C1q, not "unknown"

@@ -58,13 +58,15 @@ wrong number of cells are rejected for that alone (:mod:`haplomatch.registryfile
    paths, and the order to be the same: a difference raises (it would be a bug). In a registry kept open in
    shares (:class:`OpenRegistry` ``workers``) each share's process runs steps 1 to 3 on its rows; the opening
    process keeps the best N of the shares' best by the same sort (as step 3 does from batch to batch), then
-   runs this step once, on those N.
+   runs this step once, on those N, while a share process computes their NK facts (``pair_facts``'s
+   ``nk_elsewhere``: the same table).
 
 Rows in = donors ranked + donors rejected (:meth:`SearchResult.summary_line`). What is kept from batch to batch
 (the best N, the rejected rows) owns its donor ids (:func:`_owned`), so a registry larger than memory streams.
 
 5. **Many patients** (:class:`OpenRegistry`): a registry read once and kept in memory, with what no patient
-   changes computed at opening (the cells' readings, DPB1 TCE groups, comparison-key ids) and the compiled
+   changes computed at opening (the cells' readings, DPB1 TCE groups, comparison-key ids, and the per-slot
+   tables that step 4's general facts read: ``compat.remember_slots``, ``nk.remember_slots``) and the compiled
    rules kept after the first search; each search then runs steps 2 to 4 only.
 """
 
@@ -1782,6 +1784,12 @@ class OpenRegistry(_Opened):
             if dpb1:
                 self.reader.slots.ensure_facts(np.unique(np.concatenate(dpb1)))
             self.reader.slots.key_ids()
+            # and the per-slot tables that the general facts of each search's best read (``_final``)
+            from haplomatch.nk import remember_slots
+
+            held = self.reader.slots.series().drop_nulls()
+            _compat.remember_slots(ref, held, self.settings.compat)
+            remember_slots(ref, held)
             for w in self.workers:  # each share read (its refusal raised here)
                 w.ready()
         except BaseException:
@@ -2016,15 +2024,23 @@ def _best(shares: "list[_Share]", compiled: _Compiled, top: int) -> tuple[pl.Dat
 
 
 def _final(ref, patient: Person, kept: pl.DataFrame, kept_people: pl.DataFrame, compiled: _Compiled, antibodies,
-           settings) -> pl.DataFrame:
+           settings, workers=()) -> pl.DataFrame:
     """Step 4: the general pair facts of the best (``row``), ranked; the columns the ranking read checked equal
-    to the streamed ones, and the order to the streamed order (a difference is a bug)."""
+    to the streamed ones, and the order to the streamed order (a difference is a bug). With share processes
+    (``workers``), one computes the NK facts while this one computes the HLA facts."""
     from haplomatch.pairfacts import pair_facts
     from haplomatch.persons import people_frame
     from haplomatch.ranking import evaluate
 
     donors = kept_people.drop("__row").with_columns(kept["__row"])
-    full = pair_facts(ref, pair_frame(people_frame([patient]), donors), None, antibodies, settings)
+    nk_elsewhere = None
+    if workers:
+        from haplomatch import searchworkers
+
+        pending = workers[0].nk_facts(patient, donors)
+        nk_elsewhere = lambda: searchworkers.result(pending, "computing the NK facts of the best")  # noqa: E731
+    full = pair_facts(ref, pair_frame(people_frame([patient]), donors), None, antibodies, settings,
+                      nk_elsewhere=nk_elsewhere)
     full = full.rename({"donor___row": "row"})
     check = sorted(compiled.need & set(kept.columns))
     a = kept.select(check + ["__row"]).sort("__row")
@@ -2098,7 +2114,8 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
     if antibodies is not None and (unused := unused_antibodies(rules)):
         warnings.append(unused)
     kept, kept_people = _best(found, compiled, top)
-    ranked_full = _final(ref, patient, kept, kept_people, compiled, antibodies, settings)
+    ranked_full = _final(ref, patient, kept, kept_people, compiled, antibodies, settings,
+                         getattr(opened, "workers", ()))
     cands = explained(ranked_full, rules)
     notes = tuple(_range_notes(ref, patient, kept_people.drop("__row"), ranked_full, settings.compat))
     tm["final"] = tm.get("final", 0.0) + time.perf_counter() - clock

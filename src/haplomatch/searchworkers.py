@@ -46,6 +46,14 @@ def _search(patient, options: dict):
     return share, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _nk(patient, donors):
+    from haplomatch.nk import nk_pair_facts
+    from haplomatch.persons import pair_frame, people_frame
+
+    opened = _HELD["opened"]
+    return nk_pair_facts(opened.ref, pair_frame(people_frame([patient]), donors), opened.settings.nk)
+
+
 class ShareWorker:
     """One process holding one share (``share``: first row, end row, rows of the whole registry)."""
 
@@ -77,6 +85,11 @@ class ShareWorker:
         (:func:`result` gives it)."""
         return self._ex.submit(_search, patient, options)
 
+    def nk_facts(self, patient, donors) -> Future:
+        """``nk.nk_pair_facts`` of ``patient`` and ``donors`` (people rows), computed meanwhile in this process
+        (for the best of a search: ``pairfacts.pair_facts``'s ``nk_elsewhere``)."""
+        return self._ex.submit(_nk, patient, donors)
+
     def close(self) -> None:
         self._ex.shutdown(wait=True, cancel_futures=True)
 
@@ -96,6 +109,6 @@ def _result(future: Future, doing: str):
         ) from e
 
 
-def result(future: Future):
-    """The answer of :meth:`ShareWorker.search`."""
-    return _result(future, "searching its share")
+def result(future: Future, doing: str = "searching its share"):
+    """The answer of :meth:`ShareWorker.search` (or of another request: ``doing`` says what it was)."""
+    return _result(future, doing)

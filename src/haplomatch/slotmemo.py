@@ -16,11 +16,25 @@ _MAX_ROWS = 1_000_000  # a process that has seen more slots than this starts afr
 _MEMOS: dict[tuple, "_Memo"] = {}
 
 
+_FEW = 256  # a request of at most this many slots is looked up by name (no pass over the whole table)
+
+
 class _Memo:
     def __init__(self, ref: Any) -> None:
         self.ref, self.nomenclature = ref, ref.nomenclature  # kept alive, so their ids are not reused
         self.table: pl.DataFrame | None = None
         self.known = pl.Series("slot", [], dtype=pl.String)  # every slot computed (some have no row)
+        self.seen: set[str] = set()  # the same, by name
+        self.row: dict[str, int] = {}  # slot -> its row in ``table``
+
+    def add(self, new: pl.Series, part: pl.DataFrame) -> None:
+        first = 0 if self.table is None else self.table.height
+        self.table = part if self.table is None else pl.concat([self.table, part], how="vertical_relaxed")
+        # one chunk: polars' list set operations mis-index list columns made of several chunks
+        self.table = self.table.rechunk()
+        self.known = pl.concat([self.known, new]).rechunk()
+        self.seen.update(new.to_list())
+        self.row.update(zip(part["slot"].to_list(), range(first, first + part.height)))
 
 
 def _distinct(slots: Iterable[str | None] | pl.Series) -> pl.Series:
@@ -42,16 +56,18 @@ def per_slot(name: str, ref: Any, slots: Iterable[str | None] | pl.Series,
     memo = _MEMOS.get(key)
     if memo is None or memo.ref is not ref or memo.nomenclature is not ref.nomenclature:
         memo = _MEMOS[key] = _Memo(ref)
-    new = want.filter(~want.is_in(memo.known.implode())) if memo.known.len() else want
+    few = want.to_list() if want.len() <= _FEW else None
+    if few is not None:
+        new = pl.Series("slot", [x for x in few if x not in memo.seen], dtype=pl.String)
+    else:
+        new = want.filter(~want.is_in(memo.known.implode())) if memo.known.len() else want
     if new.len() and memo.table is not None and memo.table.height + new.len() > _MAX_ROWS:
-        memo.table, memo.known = None, memo.known.clear()
+        _MEMOS[key] = memo = _Memo(ref)
         new = want
     if new.len():
-        part = compute(new.to_list())
-        memo.table = part if memo.table is None else pl.concat([memo.table, part], how="vertical_relaxed")
-        # one chunk: polars' list set operations mis-index list columns made of several chunks
-        memo.table = memo.table.rechunk()
-        memo.known = pl.concat([memo.known, new]).rechunk()
+        memo.add(new, compute(new.to_list()))
     if memo.table is None:
         return compute([])
+    if few is not None:  # the rows in table order, as the filter below gives them
+        return memo.table[sorted(memo.row[x] for x in few if x in memo.row)]
     return memo.table.filter(pl.col("slot").is_in(want.implode())).rechunk()
