@@ -1736,11 +1736,12 @@ class OpenRegistry(_Opened):
     About 300 bytes per donor in memory (10^6 donors: 300 MB). Searches share its caches: run one search at a
     time on it.
 
-    ``workers`` > 1 cuts the rows into that many equal shares: this process keeps the first, and each other share is
-    read and kept by a process of its own (:mod:`haplomatch.searchworkers`, started at opening, each loading
-    the reference release), so a search runs on that many CPUs. Each share keeps its best ``top``; the best of
-    those are the best of the registry (the order is total), and this process computes their general facts and
-    explanations. ``close()`` (or ``with``) ends the processes. ``share`` (lo, hi, rows) is how such a process opens its rows."""
+    ``workers`` > 1 cuts the rows into that many equal shares: this process keeps the first, and each other
+    share is read and kept by a process of its own (:mod:`haplomatch.searchworkers`, started at opening, each
+    loading the reference release), so a search runs on that many CPUs. Each share keeps its best ``top``; the
+    best of those are the best of the registry (the order is total), and this process computes their general
+    facts (one other process their NK facts, meanwhile) and explanations. ``close()`` (or ``with``) ends the
+    processes. ``share`` (lo, hi, rows) is how such a process opens its rows."""
 
     def __init__(self, ref, path: str | Path, *, settings=None, missing_second: str = "homozygous",
                  batch_size: int = DEFAULT_BATCH, workers: int = 1,
