@@ -180,8 +180,12 @@ def test_screen_worker_processes_do_not_change_the_output(ref, families_csv, mon
     sent = []
     unspilled = screen._unspilled
     monkeypatch.setattr(screen, "_unspilled", lambda x: sent.append(x[1]) or unspilled(x))
+    stored = []  # and the parts' rows go to the processes through files there too
+    store = screen._stored
+    monkeypatch.setattr(screen, "_stored", lambda *a: stored.append(r := store(*a)) or r)
     two = screen_files(ref, [families_csv, bad], workers=2)
     assert len(sent) > 2 and all(p and p.endswith(".arrow") for p in sent)
+    assert len(stored) > 2 and all(s.stored.endswith(".arrow") and s.table[0].height == 0 for s in stored)
     assert list(spill_root.iterdir()) == []
     # without a usable temporary directory the results come through the pipe: the same output
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))

@@ -40,7 +40,7 @@ import polars as pl
 from haplomatch.reference import Reference
 from haplomatch.reference.facts import SEROLOGY_PREFIX, antigen_parents
 from haplomatch.slotfacts import slot_candidates, slot_facts
-from haplomatch.slotmemo import per_slot
+from haplomatch.slotmemo import distinct_slots, per_slot
 
 #: Loci compared, in report order; the last five only when both people are typed there.
 LOCI: tuple[str, ...] = ("A", "B", "C", "DRB1", "DQB1", "DPB1", "DRB3", "DRB4", "DRB5", "DQA1", "DPA1")
@@ -513,7 +513,7 @@ def compat_pair_facts(ref: Reference, pairs: pl.DataFrame, settings: CompatSetti
         for loc in loci
     }
     work = pairs.select("_pair", *[e for loc in loci for e in slot_cols[loc]])
-    all_slots = pl.concat([work.get_column(c) for c in work.columns if c != "_pair"])  # per_slot keeps each once
+    all_slots = distinct_slots(pl.concat([work.get_column(c) for c in work.columns if c != "_pair"]))
     keys = slot_keys(ref, all_slots, s.level, s.null_alleles)
     ag_keys = slot_keys(ref, all_slots, "antigen", s.null_alleles) if s.level in ("two_field", "p_group") else None
     # per-allele facts are read for the HLA-B leader and DPB1 TCE only

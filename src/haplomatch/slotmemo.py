@@ -37,8 +37,9 @@ class _Memo:
         self.row.update(zip(part["slot"].to_list(), range(first, first + part.height)))
 
 
-def _distinct(slots: Iterable[str | None] | pl.Series) -> pl.Series:
-    """The distinct non-empty slot strings, in order of first appearance."""
+def distinct_slots(slots: Iterable[str | None] | pl.Series) -> pl.Series:
+    """The distinct non-empty slot strings, in order of first appearance (what :func:`per_slot` looks up: a
+    caller asking for several tables of the same slots computes it once)."""
     if isinstance(slots, pl.Series):
         s = slots.cast(pl.String).alias("slot")
         return s.filter(s.is_not_null() & (s != "")).unique(maintain_order=True)
@@ -51,7 +52,7 @@ def per_slot(name: str, ref: Any, slots: Iterable[str | None] | pl.Series,
     function of its slot, ``ref`` and ``settings``), computing only the slots this process has not seen.
     ``slots`` may be a polars Series (a batch's slot columns: tens of thousands of strings, never made into
     Python objects unless new)."""
-    want = _distinct(slots)
+    want = distinct_slots(slots)
     key = (name, id(ref), id(ref.nomenclature), settings)
     memo = _MEMOS.get(key)
     if memo is None or memo.ref is not ref or memo.nomenclature is not ref.nomenclature:
