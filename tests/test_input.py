@@ -475,3 +475,43 @@ def test_usual_batch_file_is_read_whole_by_polars():
     assert df.columns == ["id", "A", ROW]
     for odd in ("id,A\nP1,x,y\nF1\n", "id,A\n# note\nP1,x\n", 'id,A\n"P1",x\n', "id,A\n\nP1,x\n", "id,A\nP1,é\n"):
         assert _plain_text_table(odd) is None, odd
+
+
+def test_rows_with_a_gl_cell_or_a_cell_problem_and_plain_rows_read_alike(ref, tmp_path):
+    """A family file with a GL column beside locus columns: a locus in both is an error (the GL string's
+    typing kept), a GL locus not used for donor choice a warning, an unknown allele an error at its cell;
+    rows without any of these take their column typings as they are (the reader's fast path). Each row's
+    typings are the one-cell reader's (parse_cell)."""
+    from haplomatch.familyfile import Settings, _CellMemo, _read_people, map_columns, read_table
+
+    path = tmp_path / "fam.csv"
+    path.write_text(
+        "family_id,id,relation,father_id,mother_id,sex,hla,A,B\n"
+        "F1,P,patient,F,M,M,A*01:01+A*02:01^B*07:02+B*08:01,A*03:01+A*11:01,\n"
+        "F1,F,father,,,M,E*01:01+E*01:03,A*01:01+A*03:01,B*07:02+B*44:02\n"
+        "F1,M,mother,,,F,,A*02:01+A*11:01, B*08:01 + B*99:99\n"
+        "F1,S,sibling,F,M,F,,A*01:01+A*11:01,B*07:02+B*08:01\n")
+    table, _ = read_table(path)
+    cmap, _ = map_columns(table.columns)
+    people, problems, clean, _ = _read_people(table, str(path), cmap, _CellMemo(ref.nomenclature, False),
+                                              Settings())
+    assert [(p.row, p.column, p.severity) for p in problems] == [(1, "A", "error"), (2, "hla", "warning"),
+                                                                  (3, "B", "error")]
+    assert problems[0].message == "locus A is given both in the GL string and in its own column"
+    assert problems[1].message == "locus E is not used for donor choice; ignored"
+    assert problems[2].value == "B*99:99" and problems[2].message.startswith("not in IPD-IMGT/HLA")
+    assert clean == {2, 4}
+
+    def cell(v: str, locus: str):
+        return parse_cell(v, locus)[0]
+
+    want = {
+        "P": {"A": "A*01:01+A*02:01", "B": "B*07:02+B*08:01"},  # from the GL string
+        "F": {"A": "A*01:01+A*03:01", "B": "B*07:02+B*44:02"},
+        "M": {"A": "A*02:01+A*11:01", "B": "B*08:01+B*99:99"},
+        "S": {"A": "A*01:01+A*11:01", "B": "B*07:02+B*08:01"},
+    }
+    for p in people:
+        assert {loc: t.gl() for loc, t in p.hla.items()} == want[p.id], p.id
+    s = next(p for p in people if p.id == "S")
+    assert s.hla == {"A": cell("A*01:01+A*11:01", "A"), "B": cell("B*07:02+B*08:01", "B")}

@@ -548,8 +548,13 @@ def _read_people(table: pl.DataFrame, fname: str, cmap: ColumnMap, memo: "_CellM
             for locus in HLA_LOCI if locus in cmap.hla_single or locus in cmap.hla_pair]
     read = [memo.column(locus, col, table, pair, settings) for locus, col, pair in loci]
     hla_cells = [cells for cells, _, _ in read]
+    # a row whose locus cells have no problem and no GL cell beside them takes its typings as they are
+    names = [locus for locus, _, _ in loci]
+    typed_rows = zip(*([t for t, _ in cells] for cells in hla_cells)) if hla_cells else iter(lambda: (), None)
+    hla_problem_rows = {k for cells in hla_cells for k, (_, p) in enumerate(cells) if p}
     kir_cols = list(cmap.kir_genes)
     kir_keys = list(zip(*(table[c].to_list() for c in kir_cols))) if kir_cols else None
+    kir_names = tuple(kir_cols)
     people: list[Person] = []
     problems: list[Problem] = []
     clean: set[int] = set()
@@ -583,32 +588,15 @@ def _read_people(table: pl.DataFrame, fname: str, cmap: ColumnMap, memo: "_CellM
             why = rows_unread.get(k)
             if why:
                 bad(found, k, i, f, *why)
-        hla: dict = {}
-        if text["hla"][k]:
-            gl_text = text["hla"][k]
-            src = {"file": fname, "row": i, "column": a["hla"]}
-            typed, p = memo.gl(gl_text, a["hla"], settings)
-            found += _located(p, fname, i)
-            for locus, t in typed.items():
-                if locus not in HLA_LOCI:
-                    found.append(Problem(f"locus {locus} is not used for donor choice; ignored", severity="warning",
-                                         value=gl_text, **src))
-                    continue
-                hla[locus] = t
-        for (locus, col, _), cells in zip(loci, hla_cells):
-            t, p = cells[k]
-            if p:
-                found += _located(p, fname, i)
-            if t is not None and locus in hla:
-                found.append(Problem(f"locus {locus} is given both in the GL string and in its own column",
-                                     file=fname, row=i, column=col))
-            elif t is not None:
-                hla[locus] = t
+        typed = next(typed_rows)
+        if not text["hla"][k] and k not in hla_problem_rows:
+            hla = {locus: t for locus, t in zip(names, typed) if t is not None}
+        else:
+            hla = _row_hla(k, i, fname, a, text, loci, hla_cells, memo, settings, found)
         sexes.append(sx)
         kir = None
         if kir_keys is not None or text["kir"][k]:
-            cells = dict(zip(kir_cols, kir_keys[k])) if kir_keys is not None else {}
-            kir, p = memo.kir(cells, text["kir"][k], a.get("kir"))
+            kir, p = memo.kir_row(kir_names, kir_keys[k] if kir_keys is not None else (), text["kir"][k], a.get("kir"))
             if p:
                 found += _located(p, fname, i)
         kirs.append(kir)
@@ -640,6 +628,34 @@ def _read_people(table: pl.DataFrame, fname: str, cmap: ColumnMap, memo: "_CellM
             slots[locus] = _patched(slots.get(locus) or (empty, empty), gl_rows,
                                     [slot_strings(people[k].hla.get(locus)) for k in gl_rows])
     return people, problems, clean, people_table({c: data[c] for c in ATTRIBUTES}, slots, kirs)
+
+
+def _row_hla(k: int, i: int, fname: str, a: dict, text: dict, loci: list, hla_cells: list, memo: "_CellMemo",
+             settings: Settings, found: list[Problem]) -> dict:
+    """Row ``k``'s (file row ``i``) typings by locus, its problems added to ``found``: a GL cell's loci, then
+    each locus column's (a locus in both is reported)."""
+    hla: dict = {}
+    if text["hla"][k]:
+        gl_text = text["hla"][k]
+        src = {"file": fname, "row": i, "column": a["hla"]}
+        typed, p = memo.gl(gl_text, a["hla"], settings)
+        found += _located(p, fname, i)
+        for locus, t in typed.items():
+            if locus not in HLA_LOCI:
+                found.append(Problem(f"locus {locus} is not used for donor choice; ignored", severity="warning",
+                                     value=gl_text, **src))
+                continue
+            hla[locus] = t
+    for (locus, col, _), cells in zip(loci, hla_cells):
+        t, p = cells[k]
+        if p:
+            found += _located(p, fname, i)
+        if t is not None and locus in hla:
+            found.append(Problem(f"locus {locus} is given both in the GL string and in its own column",
+                                 file=fname, row=i, column=col))
+        elif t is not None:
+            hla[locus] = t
+    return hla
 
 
 def _parent_id(v: str) -> str | None:
@@ -683,6 +699,7 @@ class _CellMemo:
 
             self.kir_release = _release_list()
         self._kir: dict[tuple, tuple] = _shared(nomenclature, f"kir {id(self.kir_release)}")
+        self._kir_rows: dict[tuple, tuple] = _shared(nomenclature, f"kir rows {id(self.kir_release)}")
 
     def cell(self, locus: str, column: str, value, second, settings: Settings):
         key = (locus, column, value, second, settings.missing_second)
@@ -723,7 +740,7 @@ class _CellMemo:
             values, others = table[pair[0]].to_list(), [w or "" for w in table[pair[1]].to_list()]
         firsts, seconds = slot1.to_list(), slot2.to_list()
         out = []
-        seen: dict[tuple[str, str, str], tuple] = {}
+        seen: dict = {}  # cell text (one column) or the two names (two columns) -> (typing, problems)
         checked = {n: self._name(n, locus, column) for n in {*firsts, *seconds} if n is not None}
         other_rows: list[int] = []  # the rows of the other cells, and their slot strings
         other_slots: list[tuple[str | None, str | None]] = []
@@ -734,13 +751,15 @@ class _CellMemo:
                 other_rows.append(k)
                 other_slots.append(slot_strings(hit[0]))
                 continue
-            text = v.strip() if pair is None else f"{x}+{y}"
-            hit = seen.get((x, y, text))
+            # the cell's text fixes its two names (one column), as the two names fix it (two columns)
+            key = v.strip() if pair is None else (x, y)
+            hit = seen.get(key)
             if hit is None:
                 p = checked[x]
-                if y != x:
+                if y != x and checked[y]:
                     p = p + checked[y]
-                hit = seen[(x, y, text)] = (typing_of(locus, (((x,), (y,)),), text, False), p)
+                text = key if pair is None else f"{x}+{y}"
+                hit = seen[key] = (typing_of(locus, (((x,), (y,)),), text, False), p)
             out.append(hit)
         return (out, *_patched((slot1.rename("1"), slot2.rename("2")), other_rows, other_slots))
 
@@ -770,6 +789,15 @@ class _CellMemo:
         hit = self._kir.get(key)
         if hit is None:
             hit = self._kir[key] = _read_kir(cells, whole, whole_col, self.kir_release)
+        return hit
+
+    def kir_row(self, columns: tuple[str, ...], values: tuple, whole: str, whole_col: str | None):
+        """:meth:`kir` of a row's KIR gene cells (``values``, in the order of ``columns``), looked up by the
+        row's values: no dict is made for a pattern met before (a batch repeats a few hundred patterns)."""
+        key = (columns, values, whole)
+        hit = self._kir_rows.get(key)
+        if hit is None:
+            hit = self._kir_rows[key] = self.kir(dict(zip(columns, values)), whole, whole_col)
         return hit
 
 
