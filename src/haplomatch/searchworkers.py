@@ -1,7 +1,7 @@
 """The processes of a registry kept open in shares (``search.OpenRegistry(workers=N)``): each reads and keeps
 its own rows of the registry, then searches them for each patient and sends back its best donors with the
-facts the ranking read (``search._Share``); the opening process keeps the best of all and explains them. Spawned, not forked: polars' threads do not
-survive a fork."""
+facts the ranking read (``search._Share``); the opening process keeps the best of all and explains them, one
+share process computing their NK facts meanwhile. Spawned, not forked: polars' threads do not survive a fork."""
 
 from __future__ import annotations
 
