@@ -213,6 +213,27 @@ def test_screen_worker_processes_do_not_change_the_output(ref, families_csv, mon
         assert screen_files(ref, [first], workers=2).candidates.equals(screen_files(ref, [first]).candidates)
 
 
+def test_a_parts_pieces_of_one_file_are_read_as_one_table(ref, tmp_path, monkeypatch):
+    """The pieces a part packs are joined per file (in order, the malformed-row problems kept): a worker reads
+    one table per file of its part, not ten pieces."""
+    import haplomatch.screen as screen
+
+    head = "family_id,id,relation,A\n"
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text(head + "".join(f"F{i},P{i},patient,A*01:01+A*02:01\n" for i in range(6)) + "x,y\n")
+    second.write_text(head + "G1,Q1,patient,A*03:01+A*02:01\n")
+    monkeypatch.setattr(screen, "_PIECE", 2)
+    units = screen._units([screen._open_source(first, 0), screen._open_source(second, 1)])
+    assert [k for _, k in units] == [2, 2, 2, 1]  # three pieces of the first file, then the second
+    parts = screen._parts(units, 4)
+    assert [n for _, n in parts] == [4, 3]
+    (a,), (b, c) = (srcs for srcs, _ in parts)
+    assert a.table[0]["id"].to_list() == ["P0", "P1", "P2", "P3"]
+    assert [(p.row, p.message) for p in a.table[1]] == [(7, "row has 2 cells, the header has 4")]
+    assert (b.file, b.table[0]["id"].to_list(), b.table[1]) == (str(first), ["P4", "P5"], [])
+    assert (c.file, c.table[0]["id"].to_list()) == (str(second), ["Q1"])
+
+
 def test_worker_processes_share_the_cpus_for_polars_threads(ref, monkeypatch):
     """Each of two processes on the machine's CPUs runs polars on half of them (at least one thread); this
     process's environment is left as it was, and a POLARS_MAX_THREADS set by the user is passed on."""

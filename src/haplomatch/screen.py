@@ -419,7 +419,23 @@ def _parts(units: list[tuple[_Source, int]], size: int) -> list[tuple[list[_Sour
             cur, n = [], 0
     if cur:
         parts.append((cur, n))
-    return parts
+    return [(_joined(srcs), n) for srcs, n in parts]
+
+
+def _joined(sources: list[_Source]) -> list[_Source]:
+    """Consecutive pieces of one file in a part joined into one source: a source's reading has fixed costs
+    (~0.1 s of a worker's ~4 s per 5,000 families when they came as ten pieces of 500)."""
+    runs: list[list[_Source]] = []
+    for src in sources:
+        last = runs[-1][-1] if runs else None
+        if (last is not None and src.table is not None and last.table is not None and src.file == last.file
+                and src.index == last.index and last.stored is None and src.stored is None):
+            runs[-1].append(src)
+        else:
+            runs.append([src])
+    return [run[0] if len(run) == 1 else replace(
+        run[0], table=(pl.concat([s.table[0] for s in run]), [p for s in run for p in s.table[1]]))
+        for run in runs]
 
 
 _PIECE = 500  # families per piece of a file
