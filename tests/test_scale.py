@@ -198,6 +198,12 @@ def test_screen_worker_processes_do_not_change_the_output(ref, families_csv, mon
     assert (one.rows_in, one.patients, one.rejected, one.families, one.families_rejected) == (
         two.rows_in, two.patients, two.rejected, two.families, two.families_rejected)
     assert one.rows_in == (len(lines) - 1) + 20  # the second file: 20 data rows, the malformed one included
+    if not prestart:  # blanks around the cells: taken off by the processes, as by this one
+        padded = tmp_path / "padded.csv"
+        padded.write_text("\n".join([lines[0]] + [" " + ln.replace(",", " , ") + "\t" for ln in lines[1:]]) + "\n")
+        a, b = screen_files(ref, [padded]), screen_files(ref, [padded], workers=2)
+        assert a.candidates.equals(b.candidates) and a.rejects.equals(b.rejects)
+        assert a.candidates.drop("file").equals(screen_files(ref, [families_csv]).candidates.drop("file"))
     if not prestart:  # families whose rows are not consecutive: the pieces are gathered, not sliced
         mixed = tmp_path / "mixed.csv"
         rows = lines[1:]
