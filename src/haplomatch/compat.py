@@ -358,18 +358,22 @@ def _search_steps(prefix: str, homozygous_count: int) -> tuple[tuple[pl.Expr, ..
 def _prepare_slots(q: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
     """Join each of the four slot strings (``s_p1`` … ``s_d2``, '' = untyped) to its keys; untyped slots become
     wildcards (any key of the other slots, or a fresh one); a null-allele slot copies its partner (tied)."""
-    k = keys.select("slot", "keys", "absent", "error")
-    for s in _SLOTS:
-        q = q.join(
-            k.rename({"slot": f"s_{s}", "keys": f"k_{s}", "absent": f"a_{s}", "error": f"e_{s}"}),
-            on=f"s_{s}", how="left",
-        ).with_columns(
-            (pl.col(f"s_{s}") == "").alias(f"w_{s}"),
-        ).with_columns(
-            # an unresolvable slot is reported and counted as a wildcard: never a guess
-            (pl.col(f"w_{s}") | pl.col(f"k_{s}").is_null()).alias(f"w_{s}"),
-            pl.col(f"a_{s}").fill_null(False),
-        )
+    # the four slot columns one after another, joined to the keys' row numbers once (one hash table, not four),
+    # then each slot's facts gathered
+    n = q.height
+    # (one chunk each: so is every column made below; polars' list set operations mis-index columns of several)
+    q, keys = q.rechunk(), keys.select("slot", "keys", "absent", "error").rechunk()
+    at = pl.concat([q[f"s_{s}"] for s in _SLOTS]).to_frame("slot").join(
+        keys.select("slot").with_row_index("_k"), on="slot", how="left", maintain_order="left")["_k"]
+    cols = []
+    for j, s in enumerate(_SLOTS):
+        k = at.slice(j * n, n)
+        found = keys["keys"].gather(k)
+        cols += [found.alias(f"k_{s}"), keys["absent"].gather(k).fill_null(False).alias(f"a_{s}"),
+                 keys["error"].gather(k).alias(f"e_{s}"),
+                 # an unresolvable slot is reported and counted as a wildcard: never a guess
+                 ((q[f"s_{s}"] == "") | found.is_null()).alias(f"w_{s}")]
+    q = q.with_columns(cols)
     # Rows with no null allele and no wildcard (the usual case) are ready: their lists are not touched.
     plain = ~pl.any_horizontal(pl.col(f"{c}_{s}") for c in ("a", "w") for s in _SLOTS)
     mask = q.select(plain).to_series()

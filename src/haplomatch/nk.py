@@ -334,11 +334,15 @@ def person_ligand_columns(ref: Reference, people: pl.DataFrame, prefix: str = ""
     if table is None:
         table = slot_ligand_table(ref, _slot_values(keys, slot_cols))
 
-    k = keys
-    for i, c in enumerate(slot_cols):
-        right = table.select(pl.col("slot").alias(c), pl.col("cert").alias(f"{_TMP}c{i}"),
-                             pl.col("poss").alias(f"{_TMP}p{i}"), pl.col("options").alias(f"{_TMP}o{i}"))
-        k = k.join(right, on=c, how="left", maintain_order="left")
+    # the six slot columns one after another, joined to the table's row numbers once (one hash table, not
+    # six), then each slot's facts gathered (one chunk each, as a join makes them)
+    keys, table = keys.rechunk(), table.rechunk()
+    n = keys.height
+    at = pl.concat([keys[c] for c in slot_cols]).to_frame("slot").join(
+        table.select("slot").with_row_index("_t"), on="slot", how="left", maintain_order="left")["_t"]
+    k = keys.with_columns(
+        table[col].gather(at.slice(i * n, n)).alias(f"{_TMP}{short}{i}")
+        for i in range(len(slot_cols)) for col, short in (("cert", "c"), ("poss", "p"), ("options", "o")))
     cert = functools.reduce(operator.or_, [pl.col(f"{_TMP}c{i}").fill_null(0) for i in range(6)])
     poss = functools.reduce(operator.or_, [pl.col(f"{_TMP}p{i}").fill_null(_ALL) & _LOCUS_BITS[_SLOTS[i][0]]
                                            for i in range(6)])
@@ -432,12 +436,16 @@ def _identity(pairs: pl.DataFrame, loci: Iterable[str], table: pl.DataFrame) -> 
     loci = list(loci)
     if not loci:
         return pl.lit(None, pl.Boolean)
-    cols = pairs.columns
-    old, new = table["slot"], table["ard"]
+    cols = set(pairs.columns)
     names = [f"{side}{locus}_{i}" for side in ("patient_", "donor_") for locus in loci for i in (1, 2)]
-    ard = pairs.select(
-        (pl.col(c).replace_strict(old, new, default=None, return_dtype=pl.String) if c in cols
-         else pl.lit(None, pl.String)).alias(c) for c in names)
+    have = [c for c in names if c in cols]
+    n = pairs.height
+    # the slot columns one after another, looked up in one pass (one hash table of the slots, not one per
+    # column: ~half the time for 5,000 families' 24,000 pairs), then cut back into columns
+    found = (pl.concat([pairs[c].cast(pl.String) for c in have]) if have else pl.Series([], dtype=pl.String)
+             ).replace_strict(table["slot"], table["ard"], default=None, return_dtype=pl.String)
+    ard = pl.DataFrame([found.slice(have.index(c) * n, n).alias(c) if c in cols
+                        else pl.Series(c, [None] * n, pl.String) for c in names])
 
     def pair_key(side: str, locus: str) -> pl.Expr:
         x, y = pl.col(f"{side}{locus}_1"), pl.col(f"{side}{locus}_2")
