@@ -472,6 +472,24 @@ def test_slot_tables_remembered_per_process_equal_fresh_ones(ref, monkeypatch):
     assert got.equals(_slot_keys(ref, [s for s in second if s], "two_field", "wmda").sort("slot"))
 
 
+def test_slot_columns_looked_up_at_once_read_each_columns_own_rows(ref):
+    """``slotmemo.looked_up`` (the pair facts' one join for several slot columns) gives each column the
+    table's row of its own values, null where a slot has none; a table naming a slot twice is refused."""
+    from haplomatch.compat import slot_keys
+    from haplomatch.slotmemo import looked_up
+
+    keys = slot_keys(ref, ["A*01:01", "A*02:01/A*02:02", "A*99:99"])
+    p = pl.Series(["A*01:01", "A*02:01/A*02:02", None, "A*99:99"])
+    d = pl.Series(["A*02:01/A*02:02", "A*01:01:01:01", "A*01:01", ""])
+    got_p, got_d = looked_up([p, d], keys, ("keys", "error"))
+    assert got_p["keys"].to_list() == [["A*01:01"], ["A*02:01", "A*02:02"], None, None]
+    assert got_d["keys"].to_list() == [["A*02:01", "A*02:02"], None, ["A*01:01"], None]  # not asked: no row
+    assert got_p["error"][3] and got_p["error"][:3].null_count() == 3
+    assert all(s.n_chunks() == 1 for f in (got_p, got_d) for s in f.values())
+    with pytest.raises(AssertionError, match="more than one row"):
+        looked_up([p], pl.concat([keys, keys]), ("keys",))
+
+
 # --------------------------------------------------------------------------------------------- ranges
 
 _LOW_PATIENT = "A*02+A*24:02^C*07:02+C*05:01/C*05:03^B*07:02+B*44:02"

@@ -40,7 +40,7 @@ import polars as pl
 from haplomatch.reference import Reference
 from haplomatch.reference.facts import SEROLOGY_PREFIX, antigen_parents
 from haplomatch.slotfacts import slot_candidates, slot_facts
-from haplomatch.slotmemo import distinct_slots, per_slot
+from haplomatch.slotmemo import distinct_slots, looked_up, per_slot
 
 #: Loci compared, in report order; the last five only when both people are typed there.
 LOCI: tuple[str, ...] = ("A", "B", "C", "DRB1", "DQB1", "DPB1", "DRB3", "DRB4", "DRB5", "DQA1", "DPA1")
@@ -358,21 +358,13 @@ def _search_steps(prefix: str, homozygous_count: int) -> tuple[tuple[pl.Expr, ..
 def _prepare_slots(q: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
     """Join each of the four slot strings (``s_p1`` … ``s_d2``, '' = untyped) to its keys; untyped slots become
     wildcards (any key of the other slots, or a fresh one); a null-allele slot copies its partner (tied)."""
-    # the four slot columns one after another, joined to the keys' row numbers once (one hash table, not four),
-    # then each slot's facts gathered
-    n = q.height
-    # (one chunk each: so is every column made below; polars' list set operations mis-index columns of several)
-    q, keys = q.rechunk(), keys.select("slot", "keys", "absent", "error").rechunk()
-    at = pl.concat([q[f"s_{s}"] for s in _SLOTS]).to_frame("slot").join(
-        keys.select("slot").with_row_index("_k"), on="slot", how="left", maintain_order="left")["_k"]
+    q = q.rechunk()  # (one chunk, as every column looked up: polars' list set operations need it)
     cols = []
-    for j, s in enumerate(_SLOTS):
-        k = at.slice(j * n, n)
-        found = keys["keys"].gather(k)
-        cols += [found.alias(f"k_{s}"), keys["absent"].gather(k).fill_null(False).alias(f"a_{s}"),
-                 keys["error"].gather(k).alias(f"e_{s}"),
+    for s, found in zip(_SLOTS, looked_up([q[f"s_{s}"] for s in _SLOTS], keys, ("keys", "absent", "error"))):
+        cols += [found["keys"].alias(f"k_{s}"), found["absent"].fill_null(False).alias(f"a_{s}"),
+                 found["error"].alias(f"e_{s}"),
                  # an unresolvable slot is reported and counted as a wildcard: never a guess
-                 ((q[f"s_{s}"] == "") | found.is_null()).alias(f"w_{s}")]
+                 ((q[f"s_{s}"] == "") | found["keys"].is_null()).alias(f"w_{s}")]
     q = q.with_columns(cols)
     # Rows with no null allele and no wildcard (the usual case) are ready: their lists are not touched.
     plain = ~pl.any_horizontal(pl.col(f"{c}_{s}") for c in ("a", "w") for s in _SLOTS)
@@ -592,10 +584,10 @@ _B_LEADER_COLUMNS = ("patient_b_leader", "donor_b_leader", "b_leader_genotype_ma
 
 def _b_leader(t: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
     """Leader facts per distinct HLA-B four-slot row of ``t`` (the counting table: ``s_*``, ``k_*``, ties)."""
-    lead = facts.select(pl.col("slot"), pl.col("leader"), pl.col("expressed"))
     b = t.select("s_p1", "s_p2", "s_d1", "s_d2", *[f"k_{s}" for s in _SLOTS], "tie_p", "tie_d", "error", *_keep_q(t))
-    for s in _SLOTS:
-        b = b.join(lead.rename({"slot": f"s_{s}", "leader": f"L_{s}", "expressed": f"X_{s}"}), on=f"s_{s}", how="left")
+    b = b.with_columns(c for s, found in zip(_SLOTS, looked_up([b[f"s_{s}"] for s in _SLOTS], facts,
+                                                                 ("leader", "expressed")))
+                       for c in (found["leader"].alias(f"L_{s}"), found["expressed"].alias(f"X_{s}")))
     single = pl.all_horizontal(pl.col(f"k_{s}").list.len() == 1 for s in _SLOTS)
     k = {s: pl.col(f"k_{s}").list.first() for s in _SLOTS}
     # (read only where every slot has one key, so plain comparisons say "not on the other side")
@@ -655,12 +647,12 @@ _TCE_COLUMNS = ("dpb1_tce", "dpb1_tce_possible", "patient_dpb1_tce_groups", "don
 def _dpb1_tce(t: pl.DataFrame, facts: pl.DataFrame, s: CompatSettings) -> pl.DataFrame:
     """TCE facts per distinct DPB1 four-slot row of ``t`` (the counting table: ``s_*``, counts, ``typed``)."""
     col = "tce_v2" if s.tce_version == "v2" else "tce_v1"
-    f = facts.select("slot", pl.col(col).alias("g"), pl.col("expressed").alias("x"))
     d = t.select("s_p1", "s_p2", "s_d1", "s_d2", pl.col("gvh_min").alias("gvh_DPB1_min"),
                  pl.col("gvh_max").alias("gvh_DPB1_max"), pl.col("hvg_min").alias("hvg_DPB1_min"),
                  pl.col("hvg_max").alias("hvg_DPB1_max"), pl.col("typed").alias("typed_DPB1"), *_keep_q(t))
-    for sl in _SLOTS:
-        d = d.join(f.rename({"slot": f"s_{sl}", "g": f"g_{sl}", "x": f"x_{sl}"}), on=f"s_{sl}", how="left")
+    d = d.with_columns(c for sl, found in zip(_SLOTS, looked_up([d[f"s_{sl}"] for sl in _SLOTS], facts,
+                                                                  (col, "expressed")))
+                       for c in (found[col].alias(f"g_{sl}"), found["expressed"].alias(f"x_{sl}")))
 
     def groups(a: str, b: str) -> pl.Expr:
         ga, gb = pl.col(f"g_{a}"), pl.col(f"g_{b}")

@@ -72,3 +72,20 @@ def per_slot(name: str, ref: Any, slots: Iterable[str | None] | pl.Series,
     if few is not None:  # the rows in table order, as the filter below gives them
         return memo.table[sorted(memo.row[x] for x in few if x in memo.row)]
     return memo.table.filter(pl.col("slot").is_in(want.implode())).rechunk()
+
+
+def looked_up(columns: list[pl.Series], table: pl.DataFrame, fields: Iterable[str]) -> list[dict[str, pl.Series]]:
+    """For each column of slot strings (all of one length), ``table``'s ``fields`` of the row whose ``slot`` is
+    the column's value (null where none). The columns are put end to end and joined once, then cut back: one
+    hash table of the table's slots, not one per column (a pair table has up to 24 slot columns). Every Series
+    returned has one chunk (polars' list set operations mis-index list columns of several)."""
+    if not columns:
+        return []
+    table = table.rechunk()
+    n = len(columns[0])
+    at = pl.concat([c.cast(pl.String) for c in columns]).to_frame("slot").join(
+        table.select("slot").with_row_index("_row"), on="slot", how="left", maintain_order="left")["_row"]
+    if at.len() != n * len(columns):  # a slot twice in the table (never: its rows are one per distinct slot)
+        raise AssertionError("slotmemo.looked_up: a slot has more than one row")
+    fields = list(fields)
+    return [{f: table[f].gather(at.slice(j * n, n)) for f in fields} for j in range(len(columns))]
