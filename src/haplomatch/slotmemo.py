@@ -87,5 +87,5 @@ def looked_up(columns: list[pl.Series], table: pl.DataFrame, fields: Iterable[st
         table.select("slot").with_row_index("_row"), on="slot", how="left", maintain_order="left")["_row"]
     if at.len() != n * len(columns):  # a slot twice in the table (never: its rows are one per distinct slot)
         raise AssertionError("slotmemo.looked_up: a slot has more than one row")
-    fields = list(fields)
-    return [{f: table[f].gather(at.slice(j * n, n)) for f in fields} for j in range(len(columns))]
+    sub = table.select(fields)
+    return [sub.select(pl.all().gather(at.slice(j * n, n))).to_dict() for j in range(len(columns))]
