@@ -960,9 +960,10 @@ def test_search_patients_file_problems_are_named(ref, pool, tmp_path):
         assert r.exit_code == 2 and said in r.output, (args, r.output)
 
 
-def test_an_antibody_report_the_rules_do_not_read_is_said(ref, pool, tmp_path):
-    """The unrelated profile reads no DSA fact: given an antibody report, a search says so (the DSA are in the
-    summary, not in the order); a profile that reads them says nothing of the kind."""
+def test_an_antibody_report_the_rules_do_not_rank_on_is_said(ref, pool, tmp_path):
+    """The unrelated profile flags DSA (Spellman 2010) and does not rank on them: given an antibody report, a
+    search says so and flags the donor the patient has DSA against; a profile that ranks on them says nothing
+    of the kind; rules that read no DSA fact say that."""
     from haplomatch.antibodies import read_antibodies
 
     reg = simulate_registry(30, 3, pool=pool)
@@ -974,14 +975,31 @@ def test_an_antibody_report_the_rules_do_not_read_is_said(ref, pool, tmp_path):
     ab = tmp_path / "ab.csv"
     ab.write_text(f"patient_id,specificity,mfi\nPT,{other},9000\n")
     abs_, _ = read_antibodies(ab, ref.nomenclature)
-    said = "an antibody report was given, but the unrelated rules read no donor-specific-antibody fact"
+    said = "an antibody report was given: the unrelated rules flag donors with donor-specific antibodies but do not rank"
     res = search_registry(ref, patient, path, antibodies=abs_, top=30)
     assert any(w.startswith(said) for w in res.warnings)
     donor1 = reg["donor_id"][1]
-    assert "DSA high_risk 9000 MFI" in next(c for c in res.candidates if c.id == donor1).summary
+    c1 = next(c for c in res.candidates if c.id == donor1)
+    assert "DSA high_risk 9000 MFI" in c1.summary
+    (flag,) = [r for r in c1.explanation if r.rule == "dsa-present"]
+    assert flag.effect == "flag" and "Spellman S et al. Blood 2010" in flag.source
+    assert f"against {donor1}: {other}" in flag.text and "9000" in flag.text
+    assert not any(r.rule == "dsa-present" for c in res.candidates if c.id != donor1 for r in c.explanation)
+    without = search_registry(ref, patient, path, top=30)  # the flag changes nothing in the order
+    assert [c.id for c in without.candidates] == [c.id for c in res.candidates]
     haplo = search_registry(ref, patient, path, antibodies=abs_, top=30, profile="haplo-hsct")
-    assert not any("read no donor-specific-antibody fact" in w for w in haplo.warnings)
+    assert not any("donor-specific antibodies but do not rank" in w or "read no donor-specific" in w
+                   for w in haplo.warnings)
     assert next(c for c in haplo.candidates if c.id == donor1).excluded_by == ("dsa-high-risk",)
+    import yaml
+
+    doc = yaml.safe_load(Path(UNRELATED).read_text())
+    doc["rules"] = [r for r in doc["rules"] if r["id"] != "dsa-present"]
+    bare = tmp_path / "no-dsa.yaml"
+    bare.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    res = search_registry(ref, patient, path, antibodies=abs_, top=30, rules_path=bare)
+    assert any(w.startswith("an antibody report was given, but the unrelated rules read no donor-specific-antibody "
+                            "fact") for w in res.warnings)
 
 
 def test_unrelated_rules_cite_every_rule(ref):

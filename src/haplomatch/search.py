@@ -1405,13 +1405,16 @@ def needed_columns(rules) -> set[str]:
 
 
 def unused_antibodies(rules) -> str | None:
-    """The warning for an antibody report given to rules that read no donor-specific-antibody fact (the
-    ``unrelated`` profile reads none): the DSA are then reported, never silently taken as ranked on."""
-    if any(c.startswith("dsa") for c in needed_columns(rules)):
+    """The warning for an antibody report given to rules that do not rank on a donor-specific-antibody fact
+    (the ``unrelated`` profile only flags DSA): the DSA are then reported, never silently taken as ranked on."""
+    if any(c.startswith("dsa") for c in ranking_columns(rules)):
         return None
+    mine = "(a rule file of yours that reads dsa_max_mfi or dsa_category in an exclusion or criterion would rank on them)"
+    if any(c.startswith("dsa") for c in needed_columns(rules)):
+        return (f"an antibody report was given: the {rules.profile} rules flag donors with donor-specific antibodies "
+                f"but do not rank on them {mine}")
     return (f"an antibody report was given, but the {rules.profile} rules read no donor-specific-antibody fact: "
-            f"each donor's DSA are in its facts and summary and do not change the ranking (a rule file of yours "
-            f"that reads dsa_max_mfi or dsa_category would rank on them)")
+            f"each donor's DSA are in its facts and summary and do not change the ranking {mine}")
 
 
 def ranking_columns(rules) -> set[str]:
