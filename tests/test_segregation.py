@@ -782,3 +782,27 @@ def test_classes_agree_with_the_simulated_truth_over_random_family_shapes(ref, t
                 if not low and not seg.conflicts:
                     assert ORDER[r.klass] <= ORDER[by_state], (k, opts, family.id, r.id, r.klass, r.evidence)
     assert checked > 40 * 40
+
+
+def test_match_relation_bits_agree_with_the_candidate_sets(ref):
+    """_Matcher.relation's bit for each pair of slot strings is whether their candidate alleles intersect,
+    whichever shortcut it takes: A*01:01 and A*01:01:01:01 share that allele (IPD-IMGT/HLA), A*01:01 and
+    A*02:01 share none, the first-field typing A*02 holds A*02:01, a G group crosses second fields."""
+    from itertools import combinations
+
+    from haplomatch.segregation import _Matcher
+
+    m = _Matcher(ref.nomenclature)
+    strings = ["A*01:01", "A*02:01", "A*01:01:01:01", "A*02", "A*03:01/A*11:01", "A*11:01:01G", "A*24:02"]
+    want = 0
+    for b, (i, j) in enumerate((i, j) for j in range(1, len(strings)) for i in range(j)):
+        if m.alleles(strings[i]) & m.alleles(strings[j]):
+            want |= 1 << b
+    assert m.relation(strings) == want
+    assert want & 1 << 1  # pair (0, 2): A*01:01 with A*01:01:01:01
+    assert not want & 1  # pair (0, 1): A*01:01 with A*02:01
+    for x, y in combinations(["A*01:01", "A*02:01", "A*24:02", "A*03:01"], 2):
+        assert _Matcher(ref.nomenclature).relation([x, y]) == 0
+    fresh = _Matcher(ref.nomenclature)
+    fresh.relation(strings)  # the sets and groups learned, then asked again
+    assert fresh.relation(strings) == want

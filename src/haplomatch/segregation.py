@@ -169,6 +169,8 @@ class _Matcher:
         self._sets: dict[str, frozenset[str]] = {}
         self._pairs: dict[tuple[str, str], bool] = {}
         self._two_field: dict[str, bool] = {}  # slot string -> more than one two-field name possible
+        #: slot string -> the first two fields shared by all its candidate alleles (None: not all alike)
+        self._groups: dict[str, str | None] = {}
 
     def alleles(self, slot: str) -> frozenset[str]:
         if slot not in self._sets:
@@ -180,7 +182,10 @@ class _Matcher:
                     found.add(name)
             if len(self._sets) > self.MAX_PAIRS:
                 self._sets.clear()
+                self._groups.clear()
             self._sets[slot] = frozenset(found)
+            groups = {":".join(a.split(":", 2)[:2]) for a in found}
+            self._groups[slot] = groups.pop() if len(groups) == 1 else None
         return self._sets[slot]
 
     def match(self, x: str | None, y: str | None) -> bool:
@@ -202,6 +207,11 @@ class _Matcher:
         j (j - 1) / 2 + i: what match() says, with the candidate sets looked up once per string. Two sets
         of which one is small are compared directly (isdisjoint walks the smaller one); pairs of large
         sets (low-resolution typings) are remembered as match() remembers them."""
+        # strings whose candidates each share their first two fields, different for each string, share no
+        # allele (the usual family: distinct high-resolution typings); checked without the sets
+        groups = [self._groups.get(v) for v in values]
+        if None not in groups and len(set(groups)) == len(groups):
+            return 0
         bits = 0
         bit = 1
         known = self._sets
