@@ -237,3 +237,62 @@ def test_a_mismatch_range_in_rank_says_whose_typing_and_what_would_settle_it(tmp
     doc = json.loads(run("rank", str(fam), "--antibodies", ABS, "--format", "json").output)
     (w,) = [w for w in doc["warnings"] if w.startswith("the patient's A*02 may be any of")]
     assert "every donor's mismatches at A depend on it" in w
+
+
+def _two_families(tmp_path) -> str:
+    """The example family twice in one file (family_id F1, and F2 with every id prefixed X)."""
+    lines = Path(FAMILY).read_text().splitlines()
+    rows = ["family_id," + lines[0]] + ["F1," + x for x in lines[1:]] + ["F2,X" + x for x in lines[1:]]
+    path = tmp_path / "two.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def test_an_antibody_report_applies_to_the_patient_it_names_only(tmp_path):
+    """The report names patient P01 (patient_id): in a file of two families, P01's father and sister are
+    excluded on the anti-B27 (6,500 MFI, C1q-positive), while XP01's relatives (the same typings) are not
+    judged on P01's antibodies: their DSA are unknown and a warning says so. Before, every family of the file
+    got the report."""
+    r = run("rank", _two_families(tmp_path), "--antibodies", ABS, "--format", "json")
+    assert r.exit_code == 0, r.output
+    p01, xp01 = json.loads(r.output)
+    excluded = {c["id"]: c["excluded_by"] for c in p01["candidates"] if not c["eligible"]}
+    assert excluded == {"F01": ["dsa-high-risk"], "S02": ["dsa-high-risk"]}
+    assert all(c["eligible"] for c in xp01["candidates"])
+    assert any("has no antibodies for patient XP01: donor-specific antibodies were not checked" in w
+               for w in xp01["warnings"])
+    assert not any(w.startswith("no antibody report given") for w in xp01["warnings"])
+
+
+def test_an_antibody_report_of_another_patient_is_refused(tmp_path):
+    """A report whose patient_id names someone else is refused with its file, row and column (applied, it
+    would exclude the father and the sister on another patient's anti-B27); a report without patient_id
+    belongs to the one patient of a file, and cannot be assigned in a file of two families."""
+    other = tmp_path / "p99.csv"
+    other.write_text(Path(ABS).read_text().replace("P01,", "P99,"))
+    r = run("rank", FAMILY, "--antibodies", str(other))
+    assert r.exit_code == 2
+    assert f"{other}:1 [patient_id]: 'P99': 5 antibodies name patient P99" in r.output
+    assert "who is not the patient here (P01)" in r.output
+    r = run("report", FAMILY, "--antibodies", str(other), "-o", str(tmp_path / "r.html"))
+    assert r.exit_code == 2 and "5 antibodies name patient P99" in r.output
+    unnamed = tmp_path / "unnamed.csv"
+    unnamed.write_text("\n".join(x.split(",", 1)[1] for x in Path(ABS).read_text().splitlines()) + "\n")
+    doc = json.loads(run("rank", FAMILY, "--antibodies", str(unnamed), "--format", "json").output)
+    assert {c["id"] for c in doc["candidates"] if not c["eligible"]} == {"F01", "S02"}
+    r = run("rank", _two_families(tmp_path), "--antibodies", str(unnamed))
+    assert r.exit_code == 2 and "5 antibodies have no patient_id" in r.output and "2 patients (P01, XP01)" in r.output
+
+
+def test_antibodies_by_patient_refuses_what_it_cannot_assign(ref, tmp_path):
+    from haplomatch.antibodies import by_patient, read_antibodies
+
+    abs_, _ = read_antibodies(ABS, ref.nomenclature)
+    assert {a.patient_id for a in abs_} == {"P01"}
+    assert by_patient(abs_, ["P01", "P02"]) == {"P01": abs_}  # P02 not named: left out
+    with pytest.raises(InputError, match="patient id P01 names 2 patients"):
+        by_patient(abs_, ["P01", "P01"])
+    with pytest.raises(InputError) as e:
+        by_patient(abs_, ["Q1"], file="r.csv", fix="say who")
+    (p,) = e.value.problems
+    assert (p.file, p.row, p.column, p.value, p.fix) == ("r.csv", 1, "patient_id", "P01", "say who")

@@ -334,6 +334,16 @@ def test_screen_with_an_antibody_report(ref, families_csv, tmp_path):
     other = result.candidates.filter(pl.col("family_id") == fids[1])
     assert other["dsa_category"].null_count() == other.height
     assert set(other["dsa_reason"]) == {"the antibody report has no antibodies for this patient"}
+    assert not any("no screened family has" in w for w in result.warnings)
+    # an antibody naming a patient id no screened family has (a mistyped id) is said, on the command line too
+    ab_path.write_text(f"patient_id,specificity,mfi,c1q\nP-{fids[0]},{father_a},6500,pos\nP-X9,{father_a},6500,pos\n")
+    abs_, _ = read_antibodies(ab_path, ref.nomenclature)
+    said = ("1 antibody of the report names 1 patient id(s) that no screened family has (P-X9): not used (a rejected "
+            "family's patient, or a patient not in these files; check the ids)")
+    assert said in screen_files(ref, [fam_path], antibodies=abs_).warnings
+    r = CliRunner().invoke(screen_cmd, [str(fam_path), "--out", str(tmp_path / "o.csv"), "--antibodies", str(ab_path),
+                                        "--workers", "1"], catch_exceptions=False)
+    assert r.exit_code == 0 and f"! {said}" in r.output
     # the simulated patient ids repeat across families: a report naming one of them is refused
     ab_path.write_text("patient_id,specificity,mfi,c1q\nP,A*01:01,6500,pos\n")
     abs_, _ = read_antibodies(ab_path, ref.nomenclature)
@@ -891,6 +901,49 @@ def test_search_command(ref, pool, tmp_path):
     assert r.exit_code == 0 and "rows in: 200" in r.output.splitlines()[-1]
 
 
+
+def test_search_command_reads_the_patients_antibody_report(ref, pool, tmp_path):
+    """``search --antibodies``: the donor the patient has DSA against is flagged with the antibody and its MFI
+    and keeps its place (the unrelated rules flag DSA, Spellman 2010, and rank on HLA first), on the fast
+    path; a report naming another patient is refused unless --patient-id names it; with --patients, a patient
+    the report does not name is searched without DSA and told so."""
+    import json
+
+    reg = simulate_registry(200, 4, pool=pool)
+    path = tmp_path / "donors.parquet"
+    reg.write_parquet(path)
+    d = reg.row(0, named=True)
+    target = d["DPB1_1"]  # the patient, donor 0's typing with another DPB1, lacks it
+    gl = _gl_of(d).rsplit("^", 1)[0] + f"^DPB1*04:01+{d['DPB1_2']}"
+    assert target not in (d["DPB1_2"], "DPB1*04:01")  # (seeded: a mismatch the patient has no allele of)
+    ab = tmp_path / "ab.csv"
+    ab.write_text(f"patient_id,specificity,mfi\nPT,{target},8000\n")
+    base = ["--patient", gl, "--donors", str(path), "--top", "3", "--format", "json"]
+    plain = json.loads(CliRunner().invoke(search_cmd, base, catch_exceptions=False).stdout)
+    r = CliRunner().invoke(search_cmd, [*base, "--antibodies", str(ab), "--patient-id", "PT"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [c["id"] for c in doc["candidates"]] == [c["id"] for c in plain["candidates"]]
+    best = doc["candidates"][0]
+    assert best["id"] == d["donor_id"] and "DSA high_risk 8000 MFI" in best["summary"]
+    (flag,) = [e for e in best["explanation"] if e["rule"] == "dsa-present"]
+    assert target in flag["text"] and "Spellman S et al. Blood 2010" in flag["source"]
+    assert not any("antibody report" in w and "not checked" in w for w in doc["warnings"])
+    assert any("no antibody report" in w for w in plain["warnings"])
+    r = CliRunner().invoke(search_cmd, [*base, "--antibodies", str(ab)])
+    assert r.exit_code == 2 and "names patient PT" in r.output and "give --patient-id" in r.output
+    pts = tmp_path / "patients.csv"
+    pts.write_text(f'id,hla\nPT,"{gl}"\nPU,"{gl}"\n')
+    r = CliRunner().invoke(search_cmd, ["--patients", str(pts), "--donors", str(path), "--top", "3", "--format",
+                                        "json", "--antibodies", str(ab)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    pt, pu = json.loads(r.stdout)
+    assert "DSA high_risk 8000 MFI" in pt["candidates"][0]["summary"]
+    assert "DSA" not in pu["candidates"][0]["summary"]
+    assert any("has no antibodies for patient PU: donor-specific antibodies were not checked" in w
+               for w in pu["warnings"])
+
+
 def _gl_of(d: dict, other: str = "") -> str:
     """Donor ``d``'s typing as a GL string; with ``other`` (a GL string), its second allele at each locus."""
     loci = ("A", "C", "B", "DRB1", "DQB1", "DPB1")
@@ -987,6 +1040,16 @@ def test_an_antibody_report_the_rules_do_not_rank_on_is_said(ref, pool, tmp_path
     assert not any(r.rule == "dsa-present" for c in res.candidates if c.id != donor1 for r in c.explanation)
     without = search_registry(ref, patient, path, top=30)  # the flag changes nothing in the order
     assert [c.id for c in without.candidates] == [c.id for c in res.candidates]
+    # the order reads no DSA fact: the fast path decides it, and the best's facts read the report as the
+    # general path's do
+    general = search_registry(ref, patient, path, antibodies=abs_, top=30, force_general=True)
+    assert (res.path, general.path) == ("fast", "general")
+    assert [c.id for c in general.candidates] == [c.id for c in res.candidates]
+    dsa = ["id", "dsa_max_mfi", "dsa_category", "dsa"]
+    assert res.facts.select(dsa).equals(general.facts.select(dsa))
+    assert res.facts.filter(pl.col("id") == donor1)["dsa_max_mfi"].item() == 9000
+    with pytest.raises(InputError, match=r"names patient PT \(report row 1\), who is not the patient here \(PX\)"):
+        search_registry(ref, replace(patient, id="PX"), path, antibodies=abs_, top=3)
     haplo = search_registry(ref, patient, path, antibodies=abs_, top=30, profile="haplo-hsct")
     assert not any("donor-specific antibodies but do not rank" in w or "read no donor-specific" in w
                    for w in haplo.warnings)

@@ -118,3 +118,57 @@ def map_specificity(spec: str, nom: Nomenclature) -> tuple[str, tuple[str, ...],
         return "unmapped", (), str(e)
     kind = "antigen" if r.typing.kind == "serology" else "allele"
     return kind, (r.typing.key,), ""
+
+
+def by_patient(antibodies, patient_ids, *, file: str | None = None,
+               fix: str | None = None) -> dict[str, list[Antibody]]:
+    """Each patient's antibodies (patients the report does not name are left out): an antibody's
+    ``patient_id`` names its patient; one without it belongs to the only patient.
+
+    Refused, with the report's rows (applied to the wrong patient, a report would exclude or rank donors on
+    someone else's antibodies, or clear donors of antibodies the patient has): an antibody without
+    ``patient_id`` when there are several patients; one naming nobody among ``patient_ids``; one naming an
+    id that more than one patient has. ``fix`` replaces the suggestion for the second."""
+    from collections import Counter
+
+    ids = list(patient_ids)
+    count = Counter(ids)
+    out: dict[str, list[Antibody]] = {}
+    bad: dict[tuple[str, str | None], list[Antibody]] = {}
+    for a in antibodies:
+        pid = a.patient_id
+        if pid is None:
+            if len(count) == 1:
+                out.setdefault(ids[0], []).append(a)
+                continue
+            bad.setdefault(("unnamed", None), []).append(a)
+        elif count.get(pid, 0) == 1:
+            out.setdefault(pid, []).append(a)
+        else:
+            bad.setdefault(("unknown" if pid not in count else "twice", pid), []).append(a)
+    if not bad:
+        return out
+    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5:,} more" if len(ids) > 5 else "")
+    problems = []
+    for (why, pid), found in bad.items():
+        rows = [a.source_row for a in found if a.source_row is not None]
+        where = (f" (report row{'s' if len(rows) > 1 else ''} {', '.join(map(str, rows[:5]))}"
+                 f"{f' and {len(rows) - 5:,} more' if len(rows) > 5 else ''})") if rows else ""
+        if why == "unnamed":
+            problems.append(Problem(
+                f"{len(found):,} antibod{'y has' if len(found) == 1 else 'ies have'} no patient_id{where}, and "
+                f"there are {len(count):,} patients ({shown}): whose antibodies they are cannot be told",
+                file=file, row=rows[0] if rows else None, column="patient_id",
+                fix="add a patient_id column naming each antibody's patient"))
+        elif why == "unknown":
+            problems.append(Problem(
+                f"{len(found):,} antibod{'y names' if len(found) == 1 else 'ies name'} patient {pid}{where}, "
+                f"who is not {'the patient' if len(count) == 1 else 'a patient'} here ({shown})",
+                file=file, row=rows[0] if rows else None, column="patient_id", value=pid,
+                fix=fix or "check that the report is this patient's, or correct its patient_id"))
+        else:
+            problems.append(Problem(
+                f"patient id {pid} names {count[pid]} patients: whose antibodies the report's{where} are cannot "
+                "be told", file=file, row=rows[0] if rows else None, column="patient_id", value=pid,
+                fix="make patient ids unique"))
+    raise InputError(problems)

@@ -188,11 +188,13 @@ def rank_cmd(family_file, profile, antibodies, patient, rules_file, overrides, m
     nom = _nomenclature(ref, mac_table)
     families = _read_families(family_file, nom, patient)
     abs_, ab_warnings = _antibodies(antibodies, nom)
+    per_patient = _antibodies_by_family(abs_, families, antibodies)
     sets = _overrides(overrides)
     rankings = []
     for fam in families:
+        mine, notes = per_patient(fam)
         try:
-            rankings.append(rank_family(ref, fam, profile, abs_, rules_file, sets, warnings=ab_warnings))
+            rankings.append(rank_family(ref, fam, profile, mine, rules_file, sets, warnings=ab_warnings + notes))
         except HaplomatchError as e:
             _fail(e)
     if fmt == "json":
@@ -288,6 +290,28 @@ def _antibodies(path: Path | None, nom) -> tuple[list | None, tuple[str, ...]]:
     except HaplomatchError as e:
         _fail(e)
     return abs_, tuple(str(p) for p in problems)
+
+
+def _antibodies_by_family(abs_: list | None, families, path: Path | None):
+    """``family -> (its patient's antibodies or None, warnings)``, or exit 2 when the report cannot be
+    assigned (``antibodies.by_patient``): a report applied to every family of a file alike would rank each
+    family's donors on one patient's antibodies."""
+    if abs_ is None:
+        return lambda fam: (None, ())
+    from haplomatch.antibodies import by_patient
+
+    try:
+        per = by_patient(abs_, [f.patient.id for f in families], file=str(path))
+    except HaplomatchError as e:
+        _fail(e)
+
+    def of(fam):
+        pid = fam.patient.id
+        if pid in per or not abs_:
+            return per.get(pid, []), ()
+        return None, (f"the antibody report {path} has no antibodies for patient {pid}: donor-specific antibodies "
+                      "were not checked",)
+    return of
 
 
 def _fail(e: Exception, code: int = 2):

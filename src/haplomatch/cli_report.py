@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from haplomatch.cli import (  # shared CLI pieces
-    FAMILY_RANKING_OPTIONS, REFERENCE_OPTION, _antibodies, _fail, _load, _nomenclature, _overrides,
+    FAMILY_RANKING_OPTIONS, REFERENCE_OPTION, _antibodies, _antibodies_by_family, _fail, _load, _nomenclature, _overrides,
 )
 from haplomatch.errors import HaplomatchError
 
@@ -43,12 +43,14 @@ def report_cmd(family_file, output, profile, antibodies, patient, rules_file, ov
     warnings = [str(p) for p in problems]
     abs_, ab_warnings = _antibodies(antibodies, nom)
     warnings += ab_warnings
+    per_patient = _antibodies_by_family(abs_, families, antibodies)
     sets = _overrides(overrides)
     inputs = [str(family_file)] + ([str(antibodies)] if antibodies is not None else [])
     reports = []
     for fam in families:
+        mine, notes = per_patient(fam)
         try:
-            reports.append(build_report(ref, fam, profile, abs_, input_warnings=warnings, rules_path=rules_file,
+            reports.append(build_report(ref, fam, profile, mine, input_warnings=[*warnings, *notes], rules_path=rules_file,
                                         overrides=sets, inputs=inputs))
         except HaplomatchError as e:
             _fail(e)

@@ -120,6 +120,13 @@ def screen_cmd(files, out, rejects_file, profile, antibodies, rules_file, overri
         bar.close()
         _fail(e)
     bar.close()
+    # what concerns the whole screen in full; the input's own warnings (also in each family's family_warnings
+    # column) up to ten
+    read = [w for w in result.warnings if w.startswith("warning: ")]
+    for w in [w for w in result.warnings if not w.startswith("warning: ")] + read[:10]:
+        click.echo(w if w.startswith("warning: ") else f"! {w}", err=True)
+    if len(read) > 10:
+        click.echo(f"… {len(read) - 10:,} more input warning(s), each in its family's family_warnings column", err=True)
     write_table(result.candidates, out)
     if rejects_file is not None:
         write_table(result.rejects, rejects_file)
@@ -150,6 +157,9 @@ def screen_cmd(files, out, rejects_file, profile, antibodies, rules_file, overri
               help="Registry of unrelated donors (.parquet, .csv or .tsv): donor_id, A_1, A_2, … (or a GL column "
                    "'hla'), KIR gene columns, age, sex, abo, cmv; or a registry prepared by 'haplomatch prepare'.")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="How many donors to return.")
+@click.option("--antibodies", type=click.Path(dir_okay=False, path_type=Path),
+              help="The patient's antibody report (with --patients: a patient_id column naming each antibody's "
+                   "patient).")
 @click.option("--profile", type=click.Choice(["unrelated", "haplo-hsct", "nk-cell-therapy"]), default="unrelated",
               show_default=True, help="Rule file used to rank the donors.")
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path), help="Your own rule file.")
@@ -168,7 +178,7 @@ def screen_cmd(files, out, rejects_file, profile, antibodies, rules_file, overri
 @click.option("--explain", is_flag=True, help="Show under each donor the rules that fired, with their sources.")
 @REFERENCE_OPTION
 def search_cmd(patient_gl, patients_file, patient_kir, patient_id, patient_sex, patient_abo, patient_cmv, registry,
-               top, profile, rules_file, overrides, batch_size, workers, out, rejects_file, fmt, explain,
+               top, antibodies, profile, rules_file, overrides, batch_size, workers, out, rejects_file, fmt, explain,
                reference_dir) -> None:
     """Search a registry of unrelated donors for a patient (or a file of patients): the best TOP donors, ranked
     and explained.
@@ -236,6 +246,8 @@ def search_cmd(patient_gl, patients_file, patient_kir, patient_id, patient_sex, 
                                        cmv=None if patient_cmv is None else patient_cmv == "pos")]
         except InputError as e:
             _fail(e)
+    mine, dsa_notes = _patients_antibodies(antibodies, patients, ref.nomenclature,
+                                           one=patients_file is None and patient_id is None)
     options = dict(profile=profile, top=top, rules_path=rules_file, overrides=_overrides(overrides))
     results = []
     try:
@@ -243,7 +255,8 @@ def search_cmd(patient_gl, patients_file, patient_kir, patient_id, patient_sex, 
             bar = _Progress("donors read")
             try:
                 results.append(search_registry(ref, patients[0], registry, batch_size=batch_size,
-                                               progress=lambda rows, batches: bar(rows, None), **options))
+                                               progress=lambda rows, batches: bar(rows, None),
+                                               antibodies=mine[0], **options))
             finally:
                 bar.close()
         else:
@@ -251,7 +264,7 @@ def search_cmd(patient_gl, patients_file, patient_kir, patient_id, patient_sex, 
                 bar = _Progress("patients searched")
                 try:
                     for i, p in enumerate(patients):
-                        results.append(search_registry(ref, p, opened, **options))
+                        results.append(search_registry(ref, p, opened, antibodies=mine[i], **options))
                         bar(i + 1, len(patients))
                 finally:
                     bar.close()
@@ -265,23 +278,51 @@ def search_cmd(patient_gl, patients_file, patient_kir, patient_id, patient_sex, 
         write_table(pl.concat([r.facts for r in results], how="diagonal_relaxed"), out)
     if rejects_file is not None:
         write_table(results[0].rejects, rejects_file)  # the registry's rows: the same for every patient
-    _print_searches(results, fmt, explain, rejects_file)
+    _print_searches(results, fmt, explain, rejects_file, dsa_notes)
 
 
-def _print_searches(results: list, fmt: str, explain: bool, rejects_file) -> None:
+def _patients_antibodies(path: Path | None, patients: list, nom, one: bool) -> tuple[list, list[str | None]]:
+    """Each patient's antibodies (None: not checked) and the note its ranking shows about them (None: the
+    report was applied), or exit 2 when the report cannot be assigned (``antibodies.by_patient``)."""
+    if path is None:
+        return [None] * len(patients), ["no antibody report: donor-specific antibodies were not checked"] * len(patients)
+    from haplomatch.antibodies import by_patient
+
+    abs_, ab_warnings = _antibodies(path, nom)
+    for w in ab_warnings:
+        click.echo(w, err=True)
+    fix = ("give --patient-id with the report's patient_id if the report is this patient's" if one else None)
+    try:
+        per = by_patient(abs_, [p.id for p in patients], file=str(path), fix=fix)
+    except HaplomatchError as e:
+        _fail(e)
+    mine, notes = [], []
+    for p in patients:
+        if p.id in per or len(patients) == 1:
+            mine.append(per.get(p.id, []))
+            notes.append(None)
+        else:
+            mine.append(None)
+            notes.append(f"the antibody report {path} has no antibodies for patient {p.id}: donor-specific "
+                         "antibodies were not checked")
+    return mine, notes
+
+
+def _print_searches(results: list, fmt: str, explain: bool, rejects_file, dsa_notes: list[str | None]) -> None:
     """Each patient's best donors (one ranking per patient, in the order of the patients)."""
     from haplomatch.ranking import Ranking
     from haplomatch.report.text import ranking_csv, ranking_markdown, ranking_table
 
     rankings, docs = [], []
-    for res in results:
+    for res, dsa_note in zip(results, dsa_notes):
         warnings = list(res.notes)
         if res.rejected:
             first = res.rejects.head(3)["reason"].to_list()
             warnings.append(f"{res.rejected:,} registry row(s) could not be read and were not ranked"
                             + (f" (e.g. {'; '.join(first)})" if first else "")
                             + ("" if rejects_file else "; list them with --rejects FILE"))
-        warnings.append("no antibody report: donor-specific antibodies were not checked")
+        if dsa_note is not None:
+            warnings.append(dsa_note)
         ranking = Ranking(res.patient, res.profile, res.release, tuple(warnings), res.candidates, res.rules_file,
                           {}, None)
         rankings.append(ranking)

@@ -119,7 +119,13 @@ def pair_facts(ref: Reference, pairs: pl.DataFrame, segregation: pl.DataFrame | 
 
 def family_facts(ref: Reference, family: Family, antibodies=None, settings: FactSettings = FactSettings(),
                  nomenclature=None) -> tuple[pl.DataFrame, Segregation]:
-    """Segregate one family and compute the pair facts of the patient against every relative."""
+    """Segregate one family and compute the pair facts of the patient against every relative. An antibody
+    report naming another patient (``patient_id``) is refused (``antibodies.by_patient``)."""
+    if antibodies is not None:
+        from haplomatch.antibodies import by_patient
+
+        pid = family.patient.id
+        antibodies = by_patient(antibodies, [pid]).get(pid, [])
     seg = segregate(family, nomenclature or ref.nomenclature, settings.segregation)
     pairs = family_pairs(family)
     return pair_facts(ref, pairs, segregation_frame(family, seg), antibodies, settings), seg

@@ -248,7 +248,7 @@ def rank_family(ref, family, profile: str = "haplo-hsct", antibodies=None, rules
     warnings = list(warnings) + [f"{c.message} (likely: {', '.join(c.causes)})" for c in seg.conflicts]
     warnings += [r.text for r in seg.recombinants] + list(seg.notes)
     warnings += _range_warnings(ref, family, facts, (settings or FactSettings()).compat)
-    if antibodies is None:
+    if antibodies is None and not any("donor-specific antibodies were not checked" in w for w in warnings):
         warnings.append("no antibody report given: donor-specific antibodies were not checked")
     return Ranking(
         family.patient.id, rules.profile, ref.label, tuple(warnings), tuple(rank_facts(facts, rules)), rules.path,

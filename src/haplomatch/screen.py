@@ -641,6 +641,8 @@ def screen_files(ref, paths: list[str | Path], *, profile: str = "haplo-hsct", r
         result.timings.update(main_split=t_split, main_merge=time.perf_counter() - t_merge)
     if antibodies is not None:  # ids must be unique over all parts, not only within one
         _check_antibodies(antibodies, list(result.patient_ids))
+        if unknown := _unscreened(antibodies, result.patient_ids):
+            result = replace(result, warnings=(*result.warnings, unknown))
     first = {}
     for src in sources:
         first.setdefault(src.file, len(first))
@@ -872,6 +874,20 @@ def _check_antibodies(antibodies, patient_ids: list[str]) -> list:
         raise InputError.one(f"patient id(s) {', '.join(dup)} name the patient of more than one family: the antibody "
                              "report cannot say whose antibodies they are (make patient ids unique)", column="patient_id")
     return abs_
+
+
+def _unscreened(antibodies, patient_ids) -> str | None:
+    """The warning for antibodies whose patient_id names no screened patient (a mistyped id would otherwise
+    leave that patient's donors unchecked without a word; a report may also cover patients not screened)."""
+    screened = set(patient_ids)
+    missing = [pid for pid in dict.fromkeys(a.patient_id for a in antibodies) if pid not in screened]
+    if not missing:
+        return None
+    n = sum(a.patient_id in missing for a in antibodies)
+    return (f"{n:,} antibod{'y' if n == 1 else 'ies'} of the report name{'s' if n == 1 else ''} "
+            f"{len(missing):,} patient id(s) that no screened family has ({', '.join(missing[:5])}"
+            f"{f' and {len(missing) - 5:,} more' if len(missing) > 5 else ''}): not used (a rejected family's "
+            "patient, or a patient not in these files; check the ids)")
 
 
 def _people(part: list, persons: list) -> pl.DataFrame:

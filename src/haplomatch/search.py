@@ -40,8 +40,10 @@ wrong number of cells are rejected for that alone (:mod:`haplomatch.registryfile
      columns are null with their reason, as ``pairfacts.pair_facts`` writes them for an unrelated donor
      without an antibody report.
 
-   :data:`FAST_COLUMNS` lists what the fast path can compute. When the rules (or an antibody report) need
-   another column, every batch goes through the general ``pairfacts.pair_facts`` instead (exact, slower).
+   :data:`FAST_COLUMNS` lists what the fast path can compute. When the rules need another column (or, with an
+   antibody report, order donors on a ``dsa_*`` fact), every batch goes through the general
+   ``pairfacts.pair_facts`` instead (exact, slower). A report the order does not read (the ``unrelated`` rules
+   only flag DSA) is read by step 4, for the best.
    ``slotfacts`` facts (for the DPB1 TCE groups) are computed only for the slots of donors that need them.
 3. **Keeping the best N.** ``ranking.evaluate`` (the compiled rules, sort order and tie-breaks of
    ``haplomatch rank``) ranks the best N so far together with the batch's donors that could still enter:
@@ -1947,7 +1949,10 @@ def _scan(ref, patient: Person, opened: "_Opened", settings, *, profile: str, to
             order_rules = _ordering_rules(rules)
             need = ranking_columns(rules)
             pre_cols = _prefix_roots(order_rules)
-            use_fast = not force_general and antibodies is None and need <= set(FAST_COLUMNS)
+            # an antibody report changes only the dsa_* facts: the fast path (whose dsa_* are those of no report)
+            # serves when the order reads none of them, and the final facts of the best read the report
+            use_fast = (not force_general and need <= set(FAST_COLUMNS)
+                        and (antibodies is None or not any(c.startswith("dsa") for c in need)))
             if use_fast and fast is None:
                 fast = FastFacts(ref, patient, reader.slots, settings)
             if isinstance(opened, OpenRegistry) and cache_key is not None:
@@ -2081,6 +2086,10 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
     t0 = time.perf_counter()
     if top < 1:
         raise HaplomatchError("--top must be at least 1")
+    if antibodies is not None:  # a report naming another patient is refused, not applied
+        from haplomatch.antibodies import by_patient
+
+        antibodies = by_patient(antibodies, [patient.id]).get(patient.id, [])
     if isinstance(registry, OpenRegistry):
         settings = registry.compatible(ref, settings, missing_second)
         opened = registry

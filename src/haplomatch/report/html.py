@@ -136,7 +136,7 @@ def report_warnings(rep: Report) -> list[tuple[str, str]]:
                 out.append(("ambiguity", f"{p.id} at {locus}: one allele given, read as homozygous ({t.gl()})"))
     for n in seg.notes:
         out.append(("ambiguity", n))
-    if rep.antibodies is None:
+    if rep.antibodies is None and not any("donor-specific antibodies were not checked" in w for w in rep.input_warnings):
         out.append(("antibodies", "no antibody report given: donor-specific antibodies were not checked"))
     else:
         for a in rep.antibodies:
