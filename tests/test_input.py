@@ -111,6 +111,26 @@ def test_clean_example_validates():
     assert r.exit_code == 0, r.output
 
 
+def test_validate_says_whose_antibodies_a_report_cannot_give(tmp_path):
+    """The example report with its patient_id changed to P99: validating it with the example family is an
+    error (rank refuses it, naming row and column); with a second family file, a warning (screen leaves it
+    out and says so). The example report itself validates."""
+    report = tmp_path / "p99.csv"
+    report.write_text((EXAMPLES / "neuroblastoma-antibodies.csv").read_text().replace("P01,", "P99,"))
+    family = str(EXAMPLES / "neuroblastoma-family.csv")
+    r = run("validate", family, "--antibodies", str(report), "--format", "json")
+    assert r.exit_code == 2
+    (p,) = [p for p in json.loads(r.output) if p["column"] == "patient_id"]
+    assert (p["severity"], p["row"], p["value"]) == ("error", 1, "P99")
+    assert "5 antibodies name patient P99" in p["message"] and "not the patient here (P01)" in p["message"]
+    other = tmp_path / "other.csv"
+    other.write_text((EXAMPLES / "neuroblastoma-family.csv").read_text().replace("P01,", "Q01,"))
+    r = run("validate", family, str(other), "--antibodies", str(report), "--format", "json")
+    assert r.exit_code == 0
+    (p,) = [p for p in json.loads(r.output) if p["column"] == "patient_id"]
+    assert p["severity"] == "warning" and "(P01, Q01)" in p["message"]
+
+
 def test_messy_example_lists_every_problem():
     r = run("validate", str(EXAMPLES / "messy-family.csv"), "--format", "json")
     assert r.exit_code == 2

@@ -129,6 +129,16 @@ def by_patient(antibodies, patient_ids, *, file: str | None = None,
     someone else's antibodies, or clear donors of antibodies the patient has): an antibody without
     ``patient_id`` when there are several patients; one naming nobody among ``patient_ids``; one naming an
     id that more than one patient has. ``fix`` replaces the suggestion for the second."""
+    out, problems = assigned(antibodies, patient_ids, file=file, fix=fix)
+    if problems:
+        raise InputError(problems)
+    return out
+
+
+def assigned(antibodies, patient_ids, *, file: str | None = None, fix: str | None = None,
+             unknown: str = "error") -> tuple[dict[str, list[Antibody]], list[Problem]]:
+    """:func:`by_patient`'s answer and its problems, not raised; ``unknown="warning"`` makes an antibody naming
+    nobody among ``patient_ids`` a warning (a batch's report may cover patients not screened)."""
     from collections import Counter
 
     ids = list(patient_ids)
@@ -147,7 +157,7 @@ def by_patient(antibodies, patient_ids, *, file: str | None = None,
         else:
             bad.setdefault(("unknown" if pid not in count else "twice", pid), []).append(a)
     if not bad:
-        return out
+        return out, []
     shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5:,} more" if len(ids) > 5 else "")
     problems = []
     for (why, pid), found in bad.items():
@@ -164,6 +174,7 @@ def by_patient(antibodies, patient_ids, *, file: str | None = None,
             problems.append(Problem(
                 f"{len(found):,} antibod{'y names' if len(found) == 1 else 'ies name'} patient {pid}{where}, "
                 f"who is not {'the patient' if len(count) == 1 else 'a patient'} here ({shown})",
+                severity="warning" if unknown == "warning" else "error",
                 file=file, row=rows[0] if rows else None, column="patient_id", value=pid,
                 fix=fix or "check that the report is this patient's, or correct its patient_id"))
         else:
@@ -171,4 +182,4 @@ def by_patient(antibodies, patient_ids, *, file: str | None = None,
                 f"patient id {pid} names {count[pid]} patients: whose antibodies the report's{where} are cannot "
                 "be told", file=file, row=rows[0] if rows else None, column="patient_id", value=pid,
                 fix="make patient ids unique"))
-    raise InputError(problems)
+    return out, problems
