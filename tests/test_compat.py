@@ -436,6 +436,10 @@ def test_match_json(match, tmp_path):
     assert out["b_leader"]["code"] == "MTM" and out["dpb1_tce"]["category"] == "NonPermissiveGvH"
     assert out["dsa"]["category"] == "high_risk" and out["dsa"]["unmapped"] == ["DP4"]
     assert "IPD-IMGT/HLA" in out["release"] and any("Ciurea" in v for v in out["sources"].values())
+    # a report of two patients is refused: match has one patient, who would get both patients' antibodies
+    f.write_text("patient_id,specificity,mfi,c1q\nP01,B35,6500,pos\nP02,A3,9000,pos\n")
+    r = match("--patient", PATIENT_GL, "--donor", DONOR_GL, "--antibodies", str(f))
+    assert r.exit_code == 2 and "the antibody report names 2 patients (P01, P02)" in r.output
 
 
 def test_match_table_ranges_and_homozygous_count(match):

@@ -227,6 +227,14 @@ def match_cmd(patient_gl, donor_gl, antibodies, homozygous_count, level, null_al
         abs_, ab_warnings = _antibodies(antibodies, ref.nomenclature)
         for w in ab_warnings:  # e.g. an unmappable specificity: said, not dropped
             click.echo(w, err=True)
+        named = list(dict.fromkeys(a.patient_id for a in abs_ if a.patient_id))
+        if len(named) > 1:  # one patient here: a report of several would give them all to this one
+            from haplomatch.cli import _fail
+            from haplomatch.errors import InputError
+
+            _fail(InputError.one(f"the antibody report names {len(named)} patients ({', '.join(named[:5])}): match "
+                                 "compares one patient with one donor", file=str(antibodies), column="patient_id",
+                                 fix="give the patient's rows only"))
         thresholds = load_thresholds()
         dsa_row = dsa_pair_facts(ref, pairs, abs_, thresholds).to_dicts()[0]
         dsa_src = dsa_sources(thresholds)
