@@ -90,3 +90,61 @@ def test_input_errors_print_once_as_errors_and_warnings_as_warnings(tmp_path):
     assert f"warning: {messy} [favourite_colour]: column not recognised: its values are not used" in lines[0]
     assert f"Error: {messy}:2 [sex]: 'F': a father cannot be sex F" in lines[1]
     assert not any("Error: error" in x or "Error: warning" in x for x in lines)
+
+
+def _readme_examples() -> list[tuple[str, list[str]]]:
+    """README's ``text`` blocks that run one ``haplomatch`` command on shipped files or arguments alone (no
+    generated data, no clock): the command and the output shown (a line '…' stands for lines left out)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    out = []
+    for block in re.findall(r"```text\n(.*?)```", text, re.S):
+        lines = block.splitlines()
+        if not lines or not lines[0].startswith("$ haplomatch "):
+            continue
+        n = 1
+        while lines[n - 1].endswith("\\"):
+            n += 1
+        if any(x.startswith("$ ") for x in lines[n:]):
+            continue  # several commands (data generated first)
+        cmd = " ".join(x.rstrip("\\").strip() for x in lines[:n])[len("$ haplomatch "):]
+        if cmd.split()[0] in ("rank", "haplotypes", "match", "kir", "ligands"):
+            out.append((cmd, lines[n:]))
+    return out
+
+
+def test_readme_examples_are_found():
+    assert [c.split()[0] for c, _ in _readme_examples()] == ["rank", "haplotypes", "match", "kir", "ligands", "ligands"]
+
+
+@pytest.mark.parametrize("cmd,shown", _readme_examples(), ids=lambda x: x if isinstance(x, str) else "")
+def test_readme_examples_are_what_the_commands_print(cmd, shown, monkeypatch):
+    """README shows what the command prints: each run of lines between '…' gaps appears, in order, in the
+    output of the same command run from the project's root (stderr and stdout as on a terminal)."""
+    import shlex
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    r = CliRunner().invoke(main, shlex.split(cmd), catch_exceptions=False)
+    got = [x.rstrip() for x in r.output.splitlines()]
+    at = 0
+    segments, seg = [], []
+    for x in shown:
+        if x.strip() == "…":
+            segments.append(seg)
+            seg = []
+        else:
+            seg.append(x.rstrip())
+    segments.append(seg)
+    for seg in segments:
+        if not seg:
+            continue
+        for start in range(at, len(got) - len(seg) + 1):
+            if got[start:start + len(seg)] == seg:
+                at = start + len(seg)
+                break
+        else:
+            raise AssertionError(f"README's output of 'haplomatch {cmd}' is not what it prints: missing\n"
+                                 + "\n".join(seg) + "\n--- printed:\n" + "\n".join(got))
