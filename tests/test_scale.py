@@ -929,6 +929,8 @@ def test_search_command_reads_the_patients_antibody_report(ref, pool, tmp_path):
     (flag,) = [e for e in best["explanation"] if e["rule"] == "dsa-present"]
     assert target in flag["text"] and "Spellman S et al. Blood 2010" in flag["source"]
     assert not any("antibody report" in w and "not checked" in w for w in doc["warnings"])
+    # the profile flags DSA and does not rank on them: said with the ranking (JSON too), not only on stderr
+    assert any(w.startswith("an antibody report was given: the unrelated rules flag donors") for w in doc["warnings"])
     assert any("no antibody report" in w for w in plain["warnings"])
     r = CliRunner().invoke(search_cmd, [*base, "--antibodies", str(ab)])
     assert r.exit_code == 2 and "names patient PT" in r.output and "give --patient-id" in r.output

@@ -272,8 +272,9 @@ def search_cmd(patient_gl, patients_file, patient_kir, patient_id, patient_sex, 
         if rejects_file is not None and isinstance(e, NoDonorReadError):
             write_table(e.rejects, rejects_file)  # every row rejected: the file says why, row by row
         _fail(e)
-    for w in results[0].warnings:
-        click.echo(w, err=True)
+    for w in results[0].warnings:  # the registry's (each search's own are shown with its ranking)
+        if w not in results[0].search_warnings:
+            click.echo(w, err=True)
     if out is not None:
         write_table(pl.concat([r.facts for r in results], how="diagonal_relaxed"), out)
     if rejects_file is not None:
@@ -323,6 +324,7 @@ def _print_searches(results: list, fmt: str, explain: bool, rejects_file, dsa_no
                             + ("" if rejects_file else "; list them with --rejects FILE"))
         if dsa_note is not None:
             warnings.append(dsa_note)
+        warnings += res.search_warnings
         ranking = Ranking(res.patient, res.profile, res.release, tuple(warnings), res.candidates, res.rules_file,
                           {}, None)
         rankings.append(ranking)

@@ -1458,6 +1458,9 @@ class SearchResult:
     notes: tuple[str, ...] = ()
     #: peak resident memory (MB) of the largest share process of an ``OpenRegistry(workers=...)`` (None: none)
     worker_peak_mb: float | None = None
+    #: the warnings (also in ``warnings``) about this patient's search rather than the registry: an antibody
+    #: report the rules do not rank on (shown with the ranking)
+    search_warnings: tuple[str, ...] = ()
 
     def summary_line(self) -> str:
         return (f"{self.registry}: " if self.registry else "") + (
@@ -2123,9 +2126,8 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
         compiled = _compile_on(ref, patient, found[0].people.head(1).drop("__row"), profile, rules_path, overrides,
                                antibodies, settings)
     rules = compiled.rules
-    warnings = list(opened.warnings)
-    if antibodies is not None and (unused := unused_antibodies(rules)):
-        warnings.append(unused)
+    own = (unused,) if antibodies is not None and (unused := unused_antibodies(rules)) else ()
+    warnings = [*opened.warnings, *own]
     kept, kept_people = _best(found, compiled, top)
     ranked_full = _final(ref, patient, kept, kept_people, compiled, antibodies, settings,
                          getattr(opened, "workers", ()))
@@ -2140,5 +2142,5 @@ def search_registry(ref, patient: Person, registry: "str | Path | OpenRegistry",
         patient.id, rules.profile, ref.label, rules.path, tuple(cands), ranked_full, rows_in,
         sum(s.ranked for s in shares), rejected, rej, sum(s.batches for s in shares), time.perf_counter() - t0,
         "fast" if all(s.fast for s in found) else "general", tuple(warnings), tm,
-        tuple(t for s in shares for t in s.per_batch), opened.describe(), notes, worker_peak,
+        tuple(t for s in shares for t in s.per_batch), opened.describe(), notes, worker_peak, own,
     )
