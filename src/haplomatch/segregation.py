@@ -1593,24 +1593,36 @@ def _option_alike(ld: _LocusData, codes: tuple, m: _Matcher) -> tuple[tuple[bool
 def _sharing(mb: _Member, path, loci, idx, hom_f, hom_m) -> tuple[tuple[str, ...], ...]:
     """Per locus, the labels of the patient's haplotypes this member carries: by descent (lower case), or
     because the parent is homozygous there (both of the parent's haplotypes carry the same allele: upper case,
-    after those by descent; :func:`_relationship_parts` compares these with the alleles shared by state)."""
+    after those by descent; :func:`_relationship_parts` compares these with the alleles shared by state).
+    Each locus's labels follow from the member's kind, the patient's and the member's states and the two
+    homozygosity flags alone: kept (``_LABS``)."""
+    col, kind = idx[mb.id], mb.kind
     out = []
     for li in range(len(loci)):
-        sp = path[li][0]
-        s = path[li][idx[mb.id]]
-        pat, mat = "ab"[sp >> 1], "cd"[sp & 1]
-        if mb.kind == "full":
-            same_p, same_m = (s >> 1) == (sp >> 1), (s & 1) == (sp & 1)
-            labs = tuple(lab for lab, ok in ((pat, same_p), (mat, same_m)) if ok) + tuple(
-                lab.upper() for lab, ok in ((pat, not same_p and hom_f[li]), (mat, not same_m and hom_m[li])) if ok)
-        elif mb.kind == "half_p":
-            labs = (pat,) if s == (sp >> 1) else (pat.upper(),) if hom_f[li] else ()
-        elif mb.kind == "half_m":
-            labs = (mat,) if s == (sp & 1) else (mat.upper(),) if hom_m[li] else ()
-        else:
-            labs = (pat,) if s == 0 else (mat,)
+        key = (kind, path[li][0], path[li][col], hom_f[li], hom_m[li])
+        labs = _LABS.get(key)
+        if labs is None:
+            labs = _LABS[key] = _labs(*key)
         out.append(labs)
     return tuple(out)
+
+
+#: _labs's answers (a few hundred keys at most: kind, two states, two flags)
+_LABS: dict[tuple, tuple[str, ...]] = {}
+
+
+def _labs(kind: str, sp: int, s: int, hom_f: bool, hom_m: bool) -> tuple[str, ...]:
+    """One locus of :func:`_sharing`: the patient in state ``sp``, the member in state ``s``."""
+    pat, mat = "ab"[sp >> 1], "cd"[sp & 1]
+    if kind == "full":
+        same_p, same_m = (s >> 1) == (sp >> 1), (s & 1) == (sp & 1)
+        return tuple(lab for lab, ok in ((pat, same_p), (mat, same_m)) if ok) + tuple(
+            lab.upper() for lab, ok in ((pat, not same_p and hom_f), (mat, not same_m and hom_m)) if ok)
+    if kind == "half_p":
+        return (pat,) if s == (sp >> 1) else (pat.upper(),) if hom_f else ()
+    if kind == "half_m":
+        return (mat,) if s == (sp & 1) else (mat.upper(),) if hom_m else ()
+    return (pat,) if s == 0 else (mat,)
 
 
 def _classify(counts: dict[str, int]) -> tuple[int | None, Klass, bool]:
