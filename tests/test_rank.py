@@ -296,3 +296,13 @@ def test_antibodies_by_patient_refuses_what_it_cannot_assign(ref, tmp_path):
         by_patient(abs_, ["Q1"], file="r.csv", fix="say who")
     (p,) = e.value.problems
     assert (p.file, p.row, p.column, p.value, p.fix) == ("r.csv", 1, "patient_id", "P01", "say who")
+
+
+def test_a_family_of_the_patient_alone_says_there_is_no_donor(tmp_path):
+    f = tmp_path / "alone.csv"
+    f.write_text("id,relation,A\nP,patient,A*02:01+A*03:01\n")
+    r = run("rank", str(f), "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["candidates"] == []
+    assert "no relative of patient P in the family: there is no donor to rank" in doc["warnings"]

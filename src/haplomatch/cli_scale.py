@@ -133,7 +133,8 @@ def screen_cmd(files, out, rejects_file, profile, antibodies, rules_file, overri
     elif result.rejects.height:
         shown = result.rejects.head(10).to_dicts()
         for r in shown:
-            click.echo(f"rejected: {r['file']}:{r['row']} [{r['column'] or '-'}] {r['message']}", err=True)
+            at = r["file"] if r["row"] is None else f"{r['file']}:{r['row']}"
+            click.echo(f"rejected: {at} [{r['column'] or '-'}] {r['message']}", err=True)
         more = result.rejects.height - len(shown)
         click.echo(f"… {more} more reject line(s): write them all with --rejects FILE" if more > 0 else
                    "(write the rejects to a file with --rejects FILE)", err=True)

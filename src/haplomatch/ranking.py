@@ -246,6 +246,8 @@ def rank_family(ref, family, profile: str = "haplo-hsct", antibodies=None, rules
     facts, seg = family_facts(ref, family, antibodies, settings or FactSettings())
     rules = rules_for(profile, rules_path, dict(facts.schema), overrides)
     warnings = list(warnings) + [f"{c.message} (likely: {', '.join(c.causes)})" for c in seg.conflicts]
+    if facts.height == 0:
+        warnings.append(f"no relative of patient {family.patient.id} in the family: there is no donor to rank")
     warnings += [r.text for r in seg.recombinants] + list(seg.notes)
     warnings += _range_warnings(ref, family, facts, (settings or FactSettings()).compat)
     if antibodies is None and not any("donor-specific antibodies were not checked" in w for w in warnings):
