@@ -368,3 +368,17 @@ def test_reports_render_in_headless_chromium(nb_html, family15):
             assert s.colours > 50 and s.dominant_share < 0.9 and s.ink_share > 0.01, f"{run.out.name} looks blank: {s}"
     pdf = (SCREENSHOTS / "neuroblastoma.pdf").read_bytes()
     assert pdf.startswith(b"%PDF") and 2 <= len(re.findall(rb"/Type\s*/Page\b", pdf)) <= 12
+
+
+def test_the_report_ranks_as_rank_does(ref):
+    """build_report ranks the facts it shows (computed once) exactly as rank_family ranks the family."""
+    from haplomatch.antibodies import read_antibodies
+    from haplomatch.ranking import rank_family
+
+    (fam,), _ = read_family_file(FAMILY, ref.nomenclature)
+    abs_, _ = read_antibodies(ABS, ref.nomenclature)
+    for profile in ("haplo-hsct", "nk-cell-therapy"):
+        rep = build_report(ref, fam, profile, abs_, created="2026-01-01 00:00")
+        assert rep.ranking.to_dict() == rank_family(ref, fam, profile, abs_).to_dict()
+    excluded = [c.id for c in build_report(ref, fam, "haplo-hsct", abs_).ranking.candidates if not c.eligible]
+    assert sorted(excluded) == ["F01", "S02"]  # the anti-B27 (6,500 MFI, C1q+) against haplotype b

@@ -244,6 +244,15 @@ def rank_family(ref, family, profile: str = "haplo-hsct", antibodies=None, rules
     from haplomatch.pairfacts import FactSettings, family_facts
 
     facts, seg = family_facts(ref, family, antibodies, settings or FactSettings())
+    return ranking_of(ref, family, facts, seg, profile, antibodies, rules_path, overrides, settings, warnings)
+
+
+def ranking_of(ref, family, facts, seg, profile: str = "haplo-hsct", antibodies=None, rules_path=None,
+               overrides=None, settings=None, warnings: tuple[str, ...] = ()) -> Ranking:
+    """:func:`rank_family` of pair facts and a segregation already computed (``pairfacts.family_facts``'s, with
+    the same antibodies and settings): the HTML report ranks what it shows without computing it twice."""
+    from haplomatch.pairfacts import FactSettings
+
     rules = rules_for(profile, rules_path, dict(facts.schema), overrides)
     warnings = list(warnings) + [f"{c.message} (likely: {', '.join(c.causes)})" for c in seg.conflicts]
     if facts.height == 0:

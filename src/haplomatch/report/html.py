@@ -89,11 +89,11 @@ def build_report(ref, family, profile: str = "haplo-hsct", antibodies=None, *, i
     from haplomatch import __version__
     from haplomatch.pairfacts import family_facts
     from haplomatch.pedigree import build_pedigree
-    from haplomatch.ranking import rank_family, rules_for
+    from haplomatch.ranking import ranking_of, rules_for
 
     input_warnings = tuple(input_warnings)
     facts, seg = family_facts(ref, family, antibodies)
-    ranking = rank_family(ref, family, profile, antibodies, rules_path, overrides, warnings=input_warnings)
+    ranking = ranking_of(ref, family, facts, seg, profile, antibodies, rules_path, overrides, warnings=input_warnings)
     rules = rules_for(profile, rules_path, dict(facts.schema), overrides)
     by_id = {row["id"]: row for row in facts.to_dicts()}
     if created is None:
