@@ -262,6 +262,13 @@ def test_an_antibody_report_applies_to_the_patient_it_names_only(tmp_path):
     assert any("has no antibodies for patient XP01: donor-specific antibodies were not checked" in w
                for w in xp01["warnings"])
     assert not any(w.startswith("no antibody report given") for w in xp01["warnings"])
+    # a report that names no patient at all (no antibody listed) is the one patient's, or nobody's among two
+    empty = tmp_path / "empty.csv"
+    empty.write_text("patient_id,specificity,mfi\n")
+    one = json.loads(run("rank", FAMILY, "--antibodies", str(empty), "--format", "json").output)
+    assert {c["id"]: c["summary"].split("; ")[2] for c in one["candidates"]}["F01"] == "DSA negative"
+    both = json.loads(run("rank", _two_families(tmp_path), "--antibodies", str(empty), "--format", "json").output)
+    assert all(any("has no antibodies for patient" in w for w in d["warnings"]) for d in both)
 
 
 def test_an_antibody_report_of_another_patient_is_refused(tmp_path):

@@ -293,25 +293,34 @@ def _antibodies(path: Path | None, nom) -> tuple[list | None, tuple[str, ...]]:
 
 
 def _antibodies_by_family(abs_: list | None, families, path: Path | None):
-    """``family -> (its patient's antibodies or None, warnings)``, or exit 2 when the report cannot be
-    assigned (``antibodies.by_patient``): a report applied to every family of a file alike would rank each
-    family's donors on one patient's antibodies."""
-    if abs_ is None:
-        return lambda fam: (None, ())
+    """``family -> (its patient's antibodies or None, warnings)`` (:func:`_antibodies_for` of the families'
+    patients)."""
+    per = _antibodies_for(abs_, [f.patient.id for f in families], path)
+    return lambda fam: per[fam.patient.id]
+
+
+def _antibodies_for(abs_: list | None, patient_ids: list[str], path: Path | None,
+                    fix: str | None = None) -> dict[str, tuple[list | None, tuple[str, ...]]]:
+    """Each patient's antibodies (None: not checked) and the warnings its ranking shows about them, or exit 2
+    when the report cannot be assigned (``antibodies.by_patient``: a report applied to every patient alike
+    would rank each one's donors on another's antibodies). A patient the report does not name has them
+    unchecked, unless it is the only patient (the report is then its own, even with no antibody)."""
+    if abs_ is None:  # (no report: the ranking says so itself)
+        return {pid: (None, ()) for pid in patient_ids}
     from haplomatch.antibodies import by_patient
 
     try:
-        per = by_patient(abs_, [f.patient.id for f in families], file=str(path))
+        per = by_patient(abs_, patient_ids, file=str(path), fix=fix)
     except HaplomatchError as e:
         _fail(e)
-
-    def of(fam):
-        pid = fam.patient.id
-        if pid in per or not abs_:
-            return per.get(pid, []), ()
-        return None, (f"the antibody report {path} has no antibodies for patient {pid}: donor-specific antibodies "
-                      "were not checked",)
-    return of
+    out = {}
+    for pid in patient_ids:
+        if pid in per or len(patient_ids) == 1:
+            out[pid] = (per.get(pid, []), ())
+        else:
+            out[pid] = (None, (f"the antibody report {path} has no antibodies for patient {pid}: donor-specific "
+                               "antibodies were not checked",))
+    return out
 
 
 def _fail(e: Exception, code: int = 2):

@@ -284,30 +284,18 @@ def search_cmd(patient_gl, patients_file, patient_kir, patient_id, patient_sex, 
 
 
 def _patients_antibodies(path: Path | None, patients: list, nom, one: bool) -> tuple[list, list[str | None]]:
-    """Each patient's antibodies (None: not checked) and the note its ranking shows about them (None: the
-    report was applied), or exit 2 when the report cannot be assigned (``antibodies.by_patient``)."""
+    """Each patient's antibodies (None: not checked) and the note its ranking shows about them (None: none),
+    as ``rank`` gives them to the patients of a file (``cli._antibodies_for``)."""
+    from haplomatch.cli import _antibodies_for
+
     if path is None:
         return [None] * len(patients), ["no antibody report: donor-specific antibodies were not checked"] * len(patients)
-    from haplomatch.antibodies import by_patient
-
     abs_, ab_warnings = _antibodies(path, nom)
     for w in ab_warnings:
         click.echo(w, err=True)
-    fix = ("give --patient-id with the report's patient_id if the report is this patient's" if one else None)
-    try:
-        per = by_patient(abs_, [p.id for p in patients], file=str(path), fix=fix)
-    except HaplomatchError as e:
-        _fail(e)
-    mine, notes = [], []
-    for p in patients:
-        if p.id in per or len(patients) == 1:
-            mine.append(per.get(p.id, []))
-            notes.append(None)
-        else:
-            mine.append(None)
-            notes.append(f"the antibody report {path} has no antibodies for patient {p.id}: donor-specific "
-                         "antibodies were not checked")
-    return mine, notes
+    fix = "give --patient-id with the report's patient_id if the report is this patient's" if one else None
+    per = _antibodies_for(abs_, [p.id for p in patients], path, fix)
+    return [per[p.id][0] for p in patients], [(per[p.id][1] or (None,))[0] for p in patients]
 
 
 def _print_searches(results: list, fmt: str, explain: bool, rejects_file, dsa_notes: list[str | None]) -> None:
