@@ -129,6 +129,10 @@ def test_parents_not_typed_and_the_phase_open_a_genotype_identical_sibling_is_hl
         {"DRB1*03", "DRB1*04"} if drb1 == "DRB1*04+DRB1*03" else set())
     text = CliRunner().invoke(main, ["haplotypes", str(f)]).output
     assert "Phase open at DRB1: the haplotypes list each allele they may carry there" in text
+    # rank says it too (its ranking does not depend on it: the classes above hold in every explanation)
+    ranked = json.loads(CliRunner().invoke(main, ["rank", str(f), "--format", "json"]).output)
+    assert any(w.startswith("phase open at DRB1: ") and "typing a parent or more relatives" in w
+               for w in ranked["warnings"])
 
 
 # A third simulated family, no parent typed (truth: the father passed the patient's haplotype a to S2, S3 and,
