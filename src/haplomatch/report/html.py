@@ -157,6 +157,8 @@ def report_warnings(rep: Report) -> list[tuple[str, str]]:
             continue
         if "cannot be mapped" in w and any(f"'{s}'" in w for s in unmapped):
             continue  # said above, in the reader's words
+        if w.startswith("phase open at "):
+            continue  # said above, haplotype by haplotype with the alleles possible
         out.append(("input" if w.startswith(("warning:", "error:")) else "other", w))
         texts.append(w)
     order = {"conflict": 0, "recombination": 1, "antibodies": 2, "ambiguity": 3, "not evaluated": 4, "input": 5,
