@@ -133,6 +133,14 @@ def test_parents_not_typed_and_the_phase_open_a_genotype_identical_sibling_is_hl
     ranked = json.loads(CliRunner().invoke(main, ["rank", str(f), "--format", "json"]).output)
     assert any(w.startswith("phase open at DRB1: ") and "typing a parent or more relatives" in w
                for w in ranked["warnings"])
+    # the segregation carries it (both paths, and the screen's reading), as the haplotypes show it
+    for s in (segregate(fam, ref.nomenclature), family_relationships(fam, ref.nomenclature),
+              segregate(fam, ref.nomenclature, SegregationSettings(fast=False))):
+        assert s.phase_open == ("DRB1",)
+    from haplomatch.screen import screen_files
+
+    fw = screen_files(ref, [f]).candidates["family_warnings"].unique().to_list()
+    assert len(fw) == 1 and "phase open at DRB1: " in fw[0]
 
 
 # A third simulated family, no parent typed (truth: the father passed the patient's haplotype a to S2, S3 and,

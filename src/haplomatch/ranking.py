@@ -238,6 +238,12 @@ def _range_warnings(ref, family, facts, compat) -> list[str]:
     return out
 
 
+def phase_open_text(loci) -> str:
+    """The warning for loci where the phase is open (``Segregation.phase_open``), as rank and screen word it."""
+    return (f"phase open at {', '.join(loci)}: which of a parent's alleles each parental haplotype carries there is "
+            "not determined (typing a parent or more relatives would settle it)")
+
+
 def rank_family(ref, family, profile: str = "haplo-hsct", antibodies=None, rules_path=None, overrides=None,
                 settings=None, warnings: tuple[str, ...] = ()) -> Ranking:
     """Rank the patient's relatives for a treatment profile (the library form of ``haplomatch rank``)."""
@@ -258,11 +264,8 @@ def ranking_of(ref, family, facts, seg, profile: str = "haplo-hsct", antibodies=
     if facts.height == 0:
         warnings.append(f"no relative of patient {family.patient.id} in the family: there is no donor to rank")
     warnings += [r.text for r in seg.recombinants] + list(seg.notes)
-    from haplomatch.haplotypes_out import phase_open
-
-    if open_at := phase_open(seg):  # as `haplotypes` and the HTML report say it
-        warnings.append(f"phase open at {', '.join(open_at)}: which of a parent's alleles each parental haplotype "
-                        "carries there is not determined (typing a parent or more relatives would settle it)")
+    if seg.phase_open:  # as `haplotypes` and the HTML report say it
+        warnings.append(phase_open_text(seg.phase_open))
     warnings += _range_warnings(ref, family, facts, (settings or FactSettings()).compat)
     if antibodies is None and not any("donor-specific antibodies were not checked" in w for w in warnings):
         warnings.append("no antibody report given: donor-specific antibodies were not checked")

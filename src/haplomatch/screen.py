@@ -333,6 +333,10 @@ def _seg_one(family, nomenclature, settings, reject_conflicts: bool):
         return None, [Problem("Mendelian conflict: " + text, column=",".join(c.loci) or None)
                       for c, text in zip(seg.conflicts, conflicts)]
     warns = conflicts + [r.text for r in seg.recombinants] + list(seg.notes)
+    if seg.phase_open:
+        from haplomatch.ranking import phase_open_text
+
+        warns.append(phase_open_text(seg.phase_open))
     return segregation_rows(None, seg), warns
 
 

@@ -133,6 +133,8 @@ class Segregation:
     conflicts: tuple[Conflict, ...]
     cost: float
     notes: tuple[str, ...] = field(default=())
+    #: the loci where the phase is open: some parental haplotype may carry more than one allele there
+    phase_open: tuple[str, ...] = ()
 
     def relationship(self, pid: str) -> Relationship:
         return next(r for r in self.relationships if r.id == pid)
@@ -152,6 +154,7 @@ class Relationships:
     conflicts: tuple[Conflict, ...]
     cost: float
     notes: tuple[str, ...] = field(default=())
+    phase_open: tuple[str, ...] = ()  # as Segregation's
 
     def relationship(self, pid: str) -> Relationship:
         return next(r for r in self.relationships if r.id == pid)
@@ -1308,6 +1311,7 @@ class _Template:
     n_solutions: int
     best: float
     overflow: bool
+    open_at: tuple[int, ...]  # the loci (as indices) where some haplotype may carry more than one value
 
 
 #: per coded family (see segregate): the interpretation's template
@@ -1445,11 +1449,12 @@ def _template(family, people: dict, ped, members, loci, locus_data, paths, best,
         if n in people:
             parents.append((place, lab, tuple(loc for loc in loci if loc in typed_at[n])))
     nones = [len(c[2]) - 1 for c in codes]  # the unseen value, left out as _sorted_values leaves out None
-    return _Template(tuple((h, tuple(tuple(s - {none}) for s, none in zip(per_locus, nones)))
-                           for h, per_locus in haps.items()),
-                     persons, tuple(recombinants), tuple(member_parts), tuple(parents), tuple(path0),
+    hap_values = tuple((h, tuple(tuple(s - {none}) for s, none in zip(per_locus, nones)))
+                       for h, per_locus in haps.items())
+    open_at = tuple(li for li in range(len(loci)) if any(len(per[li]) > 1 for _, per in hap_values))
+    return _Template(hap_values, persons, tuple(recombinants), tuple(member_parts), tuple(parents), tuple(path0),
                      not _family_conflicts(people, ped, members, loci, locus_data, path0, m, settings), len(paths),
-                     best, overflow)
+                     best, overflow, open_at)
 
 
 def _family_conflicts(people: dict, ped, members, loci, locus_data, path0, m: _Matcher, settings) -> list[Conflict]:
@@ -1515,15 +1520,16 @@ def _named(family, people: dict, ped, members, loci, locus_data, tpl: _Template,
     unique = not tpl.overflow and all(r.klass != "undetermined" for r in rels if r.by_descent)
     if tpl.overflow:
         notes.append(f"more than {settings.max_solutions} equally good solutions: the family does not determine them")
+    phase = tuple(loci[li] for li in tpl.open_at)
     if not full:
         return Relationships(family.id, loci, tuple(rels), unique, tpl.n_solutions, tuple(recombinants),
-                             tuple(conflicts), tpl.best, tuple(notes))
+                             tuple(conflicts), tpl.best, tuple(notes), phase)
     persons = [PersonHaplotypes(mb.id, pat, mat) for mb, (pat, mat) in zip(members, tpl.persons)]
     for n, labs in ((ped.father, ("a", "b")), (ped.mother, ("c", "d"))):
         persons.insert(0 if n == ped.father else 1, PersonHaplotypes(n, (labs[0],) * len(loci), (labs[1],) * len(loci)))
     return Segregation(
         family.id, loci, haplotypes, tuple(persons), tuple(rels), unique, tpl.n_solutions, tuple(recombinants),
-        tuple(conflicts), tpl.best, tuple(notes),
+        tuple(conflicts), tpl.best, tuple(notes), phase,
     )
 
 
