@@ -6,7 +6,7 @@ siblings-only families segregate too.
 
 from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from haplomatch.errors import InputError, Problem
 from haplomatch.family import Family, Person
@@ -15,6 +15,9 @@ VIRTUAL_FATHER = "(father)"
 VIRTUAL_MOTHER = "(mother)"
 FULL_SIBLINGS = ("brother", "sister", "sibling")
 CHILDREN = ("son", "daughter", "child")
+
+if TYPE_CHECKING:  # networkx is imported where a graph is built (~0.2 s: ranking a family needs none)
+    import networkx as nx
 
 
 class Pedigree:
@@ -54,6 +57,8 @@ class Pedigree:
 
 
 def _replay(ops: list) -> nx.DiGraph:
+    import networkx as nx
+
     g = nx.DiGraph()
     for op in ops:
         if op[0] == "node":
@@ -189,6 +194,8 @@ def build_pedigree(family: Family) -> Pedigree:
                                         column=kind, value=node))
     graph = None
     if _has_cycle(nodes, parents):
+        import networkx as nx
+
         graph = _replay(ops)
         cycle = nx.find_cycle(graph)
         problems.append(Problem("the pedigree has a cycle: " + " → ".join(u for u, _ in cycle), column="father_id"))
@@ -227,6 +234,8 @@ def _has_cycle(nodes, parents: dict[str, dict[str, str]]) -> bool:
 
 def generations(ped: Pedigree) -> dict[str, int]:
     """Generation of each node (0 = the oldest), for drawing: longest path from a founder."""
+    import networkx as nx
+
     gen: dict[str, int] = {}
     for node in nx.topological_sort(ped.graph):
         preds = list(ped.graph.predecessors(node))
