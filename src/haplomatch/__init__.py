@@ -5,13 +5,6 @@ release and the facts derived from it), resolve typings, ask for ligands. Heavy 
 imported on first use, so ``haplomatch --help`` stays instant.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("haplomatch")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+local"
-
 from haplomatch.errors import HaplomatchError, ReferenceDataError, UnknownAlleleError
 
 __all__ = [
@@ -26,7 +19,20 @@ __all__ = [
 ]
 
 
+def _version() -> str:
+    """The installed distribution's version (read on first use: importlib.metadata costs ~50 ms at start)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("haplomatch")
+    except PackageNotFoundError:  # running from a source tree without installation
+        return "0.0.0+local"
+
+
 def __getattr__(name: str):
+    if name == "__version__":
+        globals()["__version__"] = v = _version()
+        return v
     if name in ("Reference", "load_reference"):
         from haplomatch import reference
 

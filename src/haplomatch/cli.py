@@ -13,7 +13,6 @@ from pathlib import Path
 
 import click
 
-from haplomatch import __version__
 from haplomatch.errors import HaplomatchError, UnknownAlleleError
 
 REFERENCE_OPTION = click.option(
@@ -58,8 +57,17 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
+def _print_version(ctx: click.Context) -> None:
+    """``--version``, as click's version option prints it (the version read only when asked)."""
+    from haplomatch import __version__
+
+    click.echo(f"haplomatch, version {__version__}")
+    ctx.exit()
+
+
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="haplomatch")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, help="Show the version and exit.",
+              callback=lambda ctx, _, on: _print_version(ctx) if on else None)
 def main() -> None:
     """Choose the best donor for a patient from the family: haplotypes, NK alloreactivity, HLA compatibility."""
 
