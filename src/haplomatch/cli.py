@@ -316,6 +316,7 @@ def _antibodies_for(abs_: list | None, patient_ids: list[str], path: Path | None
     if abs_ is None:  # (no report: the ranking says so itself)
         return {pid: (None, ()) for pid in patient_ids}
     from haplomatch.antibodies import by_patient
+    from haplomatch.ranking import dsa_unchecked_text
 
     try:
         per = by_patient(abs_, patient_ids, file=str(path), fix=fix)
@@ -326,8 +327,7 @@ def _antibodies_for(abs_: list | None, patient_ids: list[str], path: Path | None
         if pid in per or len(patient_ids) == 1:
             out[pid] = (per.get(pid, []), ())
         else:
-            out[pid] = (None, (f"the antibody report {path} has no antibodies for patient {pid}: donor-specific "
-                               "antibodies were not checked",))
+            out[pid] = (None, (dsa_unchecked_text(path, pid),))
     return out
 
 

@@ -238,6 +238,15 @@ def _range_warnings(ref, family, facts, compat) -> list[str]:
     return out
 
 
+def dsa_unchecked_text(path, patient_id: str) -> str:
+    """The warning for a patient whom a given antibody report does not name (its DSA are unchecked; the
+    ranking then says no more of the report)."""
+    return f"the antibody report {path} has no antibodies for patient {patient_id}: {DSA_UNCHECKED}"
+
+
+DSA_UNCHECKED = "donor-specific antibodies were not checked"
+
+
 def phase_open_text(loci) -> str:
     """The warning for loci where the phase is open (``Segregation.phase_open``), as rank and screen word it."""
     return (f"phase open at {', '.join(loci)}: which of a parent's alleles each parental haplotype carries there is "
@@ -267,8 +276,8 @@ def ranking_of(ref, family, facts, seg, profile: str = "haplo-hsct", antibodies=
     if seg.phase_open:  # as `haplotypes` and the HTML report say it
         warnings.append(phase_open_text(seg.phase_open))
     warnings += _range_warnings(ref, family, facts, (settings or FactSettings()).compat)
-    if antibodies is None and not any("donor-specific antibodies were not checked" in w for w in warnings):
-        warnings.append("no antibody report given: donor-specific antibodies were not checked")
+    if antibodies is None and not any(w.endswith(DSA_UNCHECKED) for w in warnings):
+        warnings.append(f"no antibody report given: {DSA_UNCHECKED}")
     return Ranking(
         family.patient.id, rules.profile, ref.label, tuple(warnings), tuple(rank_facts(facts, rules)), rules.path,
         {k: s.value for k, s in rules.settings.items()}, family.id,

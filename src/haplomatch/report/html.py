@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from haplomatch.haplotypes_out import phase_open
+from haplomatch.ranking import DSA_UNCHECKED, phase_open_text
 from haplomatch.report.pedigree_svg import (
     HAPLOTYPE_COLOURS,
     HAPLOTYPE_TEXT,
@@ -136,8 +137,8 @@ def report_warnings(rep: Report) -> list[tuple[str, str]]:
                 out.append(("ambiguity", f"{p.id} at {locus}: one allele given, read as homozygous ({t.gl()})"))
     for n in seg.notes:
         out.append(("ambiguity", n))
-    if rep.antibodies is None and not any("donor-specific antibodies were not checked" in w for w in rep.input_warnings):
-        out.append(("antibodies", "no antibody report given: donor-specific antibodies were not checked"))
+    if rep.antibodies is None and not any(w.endswith(DSA_UNCHECKED) for w in rep.input_warnings):
+        out.append(("antibodies", f"no antibody report given: {DSA_UNCHECKED}"))
     else:
         for a in rep.antibodies:
             if a.kind == "unmapped":
@@ -157,7 +158,7 @@ def report_warnings(rep: Report) -> list[tuple[str, str]]:
             continue
         if "cannot be mapped" in w and any(f"'{s}'" in w for s in unmapped):
             continue  # said above, in the reader's words
-        if w.startswith("phase open at "):
+        if rep.segregation.phase_open and w == phase_open_text(rep.segregation.phase_open):
             continue  # said above, haplotype by haplotype with the alleles possible
         out.append(("input" if w.startswith(("warning:", "error:")) else "other", w))
         texts.append(w)
