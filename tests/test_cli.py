@@ -148,3 +148,26 @@ def test_readme_examples_are_what_the_commands_print(cmd, shown, monkeypatch):
         else:
             raise AssertionError(f"README's output of 'haplomatch {cmd}' is not what it prints: missing\n"
                                  + "\n".join(seg) + "\n--- printed:\n" + "\n".join(got))
+
+
+def test_readme_search_example_is_what_the_commands_print(tmp_path, monkeypatch):
+    """README's registry-search example (a simulated registry, seeded, and one patient) prints what README
+    shows, but the time and speed of the last line."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```text\n(.*?)```", text, re.S)
+                if b.startswith("$ haplomatch simulate registry --n 100000 --seed 7")]
+    lines = block.splitlines()
+    search = " ".join(x.rstrip("\\").strip() for x in lines[1:3])[len("$ haplomatch "):]
+    shown = lines[3:]
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, shlex.split(lines[0][len("$ haplomatch "):]), catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, shlex.split(search), catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    got = [x.rstrip() for x in r.output.splitlines()]
+    timing = re.compile(r"in [0-9.]+ s \([0-9,]+ donors/s")
+    assert [timing.sub("in …", x) for x in got] == [timing.sub("in …", x.rstrip()) for x in shown]
