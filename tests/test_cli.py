@@ -161,13 +161,35 @@ def test_readme_search_example_is_what_the_commands_print(tmp_path, monkeypatch)
     (block,) = [b for b in re.findall(r"```text\n(.*?)```", text, re.S)
                 if b.startswith("$ haplomatch simulate registry --n 100000 --seed 7")]
     lines = block.splitlines()
-    search = " ".join(x.rstrip("\\").strip() for x in lines[1:3])[len("$ haplomatch "):]
-    shown = lines[3:]
+    search = " ".join(x.rstrip("\\").strip() for x in lines[2:4])[len("$ haplomatch "):]
+    timing = re.compile(r"in [0-9.]+ s( \([0-9,]+ donors/s)?")
     monkeypatch.chdir(tmp_path)
-    r = CliRunner().invoke(main, shlex.split(lines[0][len("$ haplomatch "):]), catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(main, shlex.split(search), catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    got = [x.rstrip() for x in r.output.splitlines()]
-    timing = re.compile(r"in [0-9.]+ s \([0-9,]+ donors/s")
-    assert [timing.sub("in …", x) for x in got] == [timing.sub("in …", x.rstrip()) for x in shown]
+    got = []
+    for args in (lines[0][len("$ haplomatch "):], search):
+        r = CliRunner().invoke(main, shlex.split(args), catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        got += [timing.sub("in …", x.rstrip()) for x in r.output.splitlines()]
+    assert got == [timing.sub("in …", x.rstrip()) for x in [lines[1], *lines[4:]]]
+
+
+def test_readme_screen_example_is_what_the_commands_print(tmp_path):
+    """README's screening example (simulated families, seed 7, and a family with an unknown allele), run as a
+    shell script with ``haplomatch`` being this interpreter's: each command's output is what README shows."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```text\n(.*?)```", text, re.S)
+                if b.startswith("$ haplomatch simulate families --n 200 --seed 7")]
+    commands = [x[2:] for x in block.splitlines() if x.startswith("$ ")]
+    shown = [x for x in block.splitlines() if not x.startswith("$ ")]
+    script = ("haplomatch() { \"$PY\" -c 'import sys; from haplomatch.cli import main; sys.argv[0] = \"haplomatch\"; "
+              "main()' \"$@\"; }\n" + "\n".join(f"{c} 2>&1" for c in commands) + "\n")
+    r = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                       env={**__import__("os").environ, "PY": sys.executable})
+    assert r.returncode == 0, r.stdout + r.stderr
+    timing = re.compile(r"in [0-9.]+ s ")
+    assert [timing.sub("in … ", x.rstrip()) for x in r.stdout.splitlines()] == [timing.sub("in … ", x.rstrip())
+                                                                             for x in shown]
